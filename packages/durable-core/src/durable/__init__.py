@@ -1,0 +1,113 @@
+"""durable: async workflows that resume after a crash, with a decorator.
+
+    from durable import Workflow
+
+    wf = Workflow("app")                 # checkpoints in ./durable.db (SQLite)
+
+    @wf.task
+    async def fetch(url: str) -> dict: ...
+
+    @wf.workflow(id="sync-{source}")
+    async def sync(source: str) -> None:
+        data = await fetch(f"https://example.com/{source}")
+
+A run interrupted at any point resumes when called again with the same id:
+completed steps replay from the store, only the rest runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .backoff import BackoffStrategy, constant, exponential, linear
+from .context import RunContext, current_run
+from .errors import (
+    DurableError,
+    IdTemplateError,
+    LeaseLostError,
+    MissingPluginError,
+    NotInWorkflowError,
+    PluginConflictError,
+    PluginError,
+    PluginLoadError,
+    RunFailedError,
+    SerializationError,
+    StoreError,
+    SyncFunctionError,
+    UnknownStoreError,
+    UnsupportedOperation,
+)
+from .memory import InMemoryStore
+from .plugins import register_store
+from .store import RunClaim, RunRecord, RunStatus, Store
+from .task import Task
+from .workflow import Workflow, WorkflowFunction
+
+if TYPE_CHECKING:
+    from durable_sqlite import SQLiteStore
+
+__version__ = "0.3.0"
+
+# Names that live in plugin packages: (module, pip requirement that provides it).
+_PLUGIN_EXPORTS: dict[str, tuple[str, str]] = {
+    "SQLiteStore": ("durable_sqlite", "python-durable"),
+    "RedisStore": ("durable_redis", "python-durable[redis]"),
+    "DurableAgent": ("durable_pydantic_ai", "python-durable[pydantic-ai]"),
+    "TaskConfig": ("durable_pydantic_ai", "python-durable[pydantic-ai]"),
+    "durable_tool": ("durable_pydantic_ai", "python-durable[pydantic-ai]"),
+    "durable_pipeline": ("durable_pydantic_ai", "python-durable[pydantic-ai]"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PLUGIN_EXPORTS:
+        raise AttributeError(f"module 'durable' has no attribute {name!r}")
+    return import_plugin_attr(name, *_PLUGIN_EXPORTS[name])
+
+
+def import_plugin_attr(name: str, module: str, requirement: str) -> Any:
+    """Import ``name`` from a plugin package, or say what to install."""
+    try:
+        plugin = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise MissingPluginError(
+            f"durable.{name} comes from the {module.replace('_', '-')} package, which is "
+            f"not installed: pip install \"{requirement}\""
+        ) from None
+    return getattr(plugin, name)
+
+
+__all__ = [
+    "BackoffStrategy",
+    "DurableError",
+    "IdTemplateError",
+    "InMemoryStore",
+    "LeaseLostError",
+    "MissingPluginError",
+    "NotInWorkflowError",
+    "PluginConflictError",
+    "PluginError",
+    "PluginLoadError",
+    "RunClaim",
+    "RunContext",
+    "RunFailedError",
+    "RunRecord",
+    "RunStatus",
+    "SerializationError",
+    "Store",
+    "StoreError",
+    "SyncFunctionError",
+    "Task",
+    "UnknownStoreError",
+    "UnsupportedOperation",
+    "Workflow",
+    "WorkflowFunction",
+    "constant",
+    "current_run",
+    "exponential",
+    "linear",
+    "register_store",
+]

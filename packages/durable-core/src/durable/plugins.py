@@ -1,0 +1,152 @@
+"""Finding a store for ``Workflow(db=...)``.
+
+``db`` may be a :class:`~durable.store.Store`, a URL (``memory://``,
+``sqlite:///jobs.db``, ``redis://host:6379/0``, any third-party scheme) or a bare file
+path, which means SQLite. A scheme is looked up in this order: explicit
+:func:`register_store` calls, the built-in ``memory`` store, then the entry points of
+the ``durable.stores`` group, scanned once per process. ``dialect+driver`` schemes fall
+back to the part before ``+``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from .errors import PluginConflictError, PluginLoadError, UnknownStoreError
+from .memory import InMemoryStore
+from .store import Store
+
+STORES_GROUP = "durable.stores"
+INTEGRATIONS_GROUP = "durable.integrations"
+DEFAULT_DB = "durable.db"
+
+#: What to install for the schemes of this project's own plugins.
+INSTALL_HINTS: dict[str, str] = {
+    "sqlite": "python-durable  (or: durable-sqlite)",
+    "redis": "python-durable[redis]  (or: durable-redis)",
+    "rediss": "python-durable[redis]  (or: durable-redis)",
+    "unix": "python-durable[redis]  (or: durable-redis)",
+}
+
+StoreFactory = Callable[[str], Store]
+
+_registered: dict[str, StoreFactory] = {}
+_builtin: dict[str, StoreFactory] = {"memory": InMemoryStore.from_url}
+_loaded: dict[str, StoreFactory] = {}
+_entry_points: dict[str, list[metadata.EntryPoint]] | None = None
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def register_store(scheme: str, factory: type[Store] | StoreFactory) -> None:
+    """Make ``scheme://...`` URLs build stores with ``factory`` (before any entry point)."""
+    _registered[scheme.lower()] = _as_factory(factory)
+
+
+def unregister_store(scheme: str) -> None:
+    """Undo :func:`register_store`."""
+    _registered.pop(scheme.lower(), None)
+
+
+def resolve_store(db: str | os.PathLike[str] | Store) -> Store:
+    """Turn a ``db=`` argument into a store (not yet set up)."""
+    if isinstance(db, Store):
+        return db
+    if isinstance(db, os.PathLike):
+        db = os.fspath(db)
+    if not isinstance(db, str):
+        raise TypeError(f"db= takes a Store, a URL or a file path, not {type(db).__name__}")
+    match = _URL.match(db)
+    if match is None:
+        return store_factory("sqlite")(f"sqlite:///{db}")
+    return store_factory(match["scheme"].lower())(db)
+
+
+def store_factory(scheme: str) -> StoreFactory:
+    """The factory that builds stores for ``scheme``, or a clear error."""
+    for candidate in dict.fromkeys((scheme, scheme.split("+", 1)[0])):
+        if candidate in _registered:
+            return _registered[candidate]
+        if candidate in _builtin:
+            return _builtin[candidate]
+        if candidate in _loaded:
+            return _loaded[candidate]
+        found = _store_entry_points().get(candidate)
+        if found:
+            return _load(candidate, found)
+    raise _unknown_scheme(scheme)
+
+
+def installed_schemes() -> list[str]:
+    """Every scheme a ``db=`` URL can use in this environment."""
+    return sorted({*_registered, *_builtin, *_store_entry_points()})
+
+
+def _store_entry_points() -> dict[str, list[metadata.EntryPoint]]:
+    global _entry_points
+    if _entry_points is None:
+        found: dict[str, list[metadata.EntryPoint]] = {}
+        for ep in metadata.entry_points(group=STORES_GROUP):
+            claims = found.setdefault(ep.name.lower(), [])
+            # The same distribution can be seen twice (editable install + path entry).
+            if all(_distribution(ep) != _distribution(c) for c in claims):
+                claims.append(ep)
+        _entry_points = found
+    return _entry_points
+
+
+def _load(scheme: str, candidates: list[metadata.EntryPoint]) -> StoreFactory:
+    if len(candidates) > 1:
+        names = " and ".join(_distribution(ep) for ep in candidates)
+        raise PluginConflictError(
+            f"the store scheme {scheme!r} is claimed by {names}; uninstall one of them"
+        )
+    ep = candidates[0]
+    try:
+        target = ep.load()
+    except Exception as exc:
+        raise PluginLoadError(
+            f"the store plugin for {scheme!r} from the distribution {_distribution(ep)} "
+            f"failed to import ({ep.value}): {exc}"
+        ) from exc
+    factory = _as_factory(target)
+    _loaded[scheme] = factory
+    return factory
+
+
+def _as_factory(target: Any) -> StoreFactory:
+    if isinstance(target, type) and issubclass(target, Store):
+        return target.from_url
+    if callable(target):
+        return target  # type: ignore[no-any-return]
+    raise TypeError(f"a store factory must be a Store class or a callable, not {target!r}")
+
+
+def _distribution(ep: metadata.EntryPoint) -> str:
+    dist = ep.dist
+    return f"{dist.name} {dist.version}" if dist is not None else ep.value.split(":", 1)[0]
+
+
+def _unknown_scheme(scheme: str) -> UnknownStoreError:
+    installed = ", ".join(installed_schemes())
+    base = scheme.split("+", 1)[0]
+    hint = INSTALL_HINTS.get(base)
+    todo = (
+        f"pip install {hint}"
+        if hint
+        else f"install a package that provides a {STORES_GROUP!r} entry point named {base!r}"
+    )
+    return UnknownStoreError(
+        f"no store is installed for the URL scheme {scheme!r}; {todo}. "
+        f"Installed schemes: {installed}"
+    )
+
+
+def _reset_cache() -> None:
+    """Forget the entry-point scan (tests install plugins at run time)."""
+    global _entry_points
+    _entry_points = None
+    _loaded.clear()

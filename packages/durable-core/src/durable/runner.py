@@ -1,0 +1,200 @@
+"""Executing one run: claim it, replay and execute its steps, record its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .context import RunContext, _active_run
+from .errors import LeaseLostError, SerializationError
+from .serialization import Unserializable, from_json, return_annotation, to_json
+from .store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from .workflow import WorkflowFunction
+
+log = logging.getLogger("durable")
+
+_HOST = socket.gethostname()
+
+
+def new_owner_id() -> str:
+    """Who holds a lease: ``host:pid:token``, so a dead local owner can be recognised."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` was a process on this host that no longer exists."""
+    host, _, pid_text = (owner or "").rpartition(":")[0].rpartition(":")
+    if host != _HOST or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class RunExecutor:
+    """Runs workflows of one :class:`~durable.Workflow` against its store."""
+
+    def __init__(self, store: Store, owner: str, lease_seconds: float, wait_poll: float) -> None:
+        self.store = store
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.wait_poll = wait_poll
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+
+    async def run(self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any) -> Any:
+        """Execute or replay ``run_id``; a second call for a run in flight here waits for it."""
+        while (pending := self._inflight.get(run_id)) is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this caller was cancelled, not the run it waited on
+        outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(_consume)
+        self._inflight[run_id] = outcome
+        try:
+            result = await self._execute(flow, run_id, args, kwargs)
+        except asyncio.CancelledError:
+            outcome.cancel()
+            raise
+        except BaseException as exc:
+            outcome.set_exception(exc)
+            raise
+        else:
+            outcome.set_result(result)
+            return result
+        finally:
+            del self._inflight[run_id]
+
+    async def _execute(
+        self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
+    ) -> Any:
+        record = await self._claim(flow, run_id, args, kwargs)
+        if record is not None:  # completed before: its recorded result is the answer
+            return flow.rebuild_result(record.result, run_id)
+        store = self.store
+        ctx = RunContext._started(run_id, flow.workflow_id, store, await store.load_steps(run_id))
+        heartbeat = _Heartbeat(self, ctx)
+        token = _active_run.set(ctx)
+        try:
+            result = await flow.fn(*args, **kwargs)
+        except LeaseLostError:
+            raise  # the new owner records the outcome
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            await store.finish_run(run_id, self.owner, "failed", error=error)
+            log.error("workflow %s (run %s) failed: %s", flow.workflow_id, run_id, error)
+            raise
+        except asyncio.CancelledError:
+            await asyncio.shield(store.release_run(run_id, self.owner))
+            raise
+        finally:
+            _active_run.reset(token)
+            heartbeat.stop()
+        await self._record_result(flow, run_id, result)
+        log.info("workflow %s (run %s) completed", flow.workflow_id, run_id)
+        return result
+
+    async def _claim(
+        self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
+    ) -> RunRecord | None:
+        """Own the run, or return its record when it already completed with a result."""
+        inputs = flow.inputs_of(args, kwargs)
+        takeover: str | None = None
+        waiting_logged = False
+        while True:
+            claim = await self.store.claim_run(
+                run_id,
+                flow.workflow_id,
+                inputs,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
+                takeover_from=takeover,
+            )
+            if claim.acquired:
+                return None
+            record = claim.record
+            if record.status == "completed":
+                return record
+            if owner_is_dead(record.owner):
+                log.warning("run %s: its owner %s is gone; taking it over", run_id, record.owner)
+                takeover = record.owner
+                continue
+            if not waiting_logged:
+                log.info("run %s is executing in %s; waiting for it", run_id, record.owner)
+                waiting_logged = True
+            await asyncio.sleep(self.wait_poll)
+
+    async def _record_result(self, flow: WorkflowFunction[..., Any], run_id: str, result: Any) -> None:
+        try:
+            value, stored = to_json(result), True
+        except Unserializable as exc:
+            log.warning(
+                "workflow %s (run %s) returned %s, which cannot be stored as JSON; the run "
+                "is completed, and a later call runs its body again with every step replayed",
+                flow.workflow_id, run_id, exc.type_name,
+            )  # fmt: skip
+            value, stored = None, False
+        await self.store.finish_run(
+            run_id, self.owner, "completed", result=value, has_result=stored
+        )
+
+
+class _Heartbeat:
+    """Renews the run's lease every third of its length, off the run's own path."""
+
+    def __init__(self, executor: RunExecutor, ctx: RunContext) -> None:
+        self._executor = executor
+        self._ctx = ctx
+        self._loop = asyncio.get_running_loop()
+        self._renewal: asyncio.Task[None] | None = None
+        self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)
+
+    def _due(self) -> None:
+        self._renewal = self._loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        executor, ctx = self._executor, self._ctx
+        try:
+            still_ours = await executor.store.renew_lease(
+                ctx.run_id, executor.owner, executor.lease_seconds
+            )
+        except Exception:
+            log.warning("run %s: renewing its lease failed", ctx.run_id, exc_info=True)
+            still_ours = True  # try again next time; the lease has slack
+        if not still_ours:
+            log.error("run %s: another owner took it over; stopping here", ctx.run_id)
+            ctx._lease_lost = True
+            return
+        self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+        if self._renewal is not None:
+            self._renewal.cancel()
+
+
+def _consume(outcome: asyncio.Future[Any]) -> None:
+    # Nobody may be waiting on a run's shared outcome: mark its exception as seen.
+    if not outcome.cancelled():
+        outcome.exception()
+
+
+def rebuild(value: Any, fn: Callable[..., Awaitable[Any]], what: str) -> Any:
+    """Rebuild a stored value into ``fn``'s return annotation."""
+    annotation = return_annotation(fn)
+    try:
+        return from_json(value, annotation)
+    except Exception as exc:
+        raise SerializationError(f"{what}: the stored value cannot be rebuilt as {annotation!r}: {exc}") from exc

@@ -1,0 +1,201 @@
+"""JSON in, typed values out.
+
+Results and payloads are stored as JSON. :func:`to_json` turns a value into plain JSON
+data (dicts, lists, strings, numbers, booleans, ``None``) and refuses anything it
+cannot bring back. :func:`from_json` rebuilds plain data into the type the code
+annotates. Stored data never names a class: a value becomes a model, a dataclass or a
+datetime only because the task's return annotation says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+JSONScalar = str | int | float | bool | None
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class Unserializable(TypeError):
+    """Raised by :func:`to_json` for a value with no JSON form; says where it was."""
+
+    def __init__(self, value: object, path: str) -> None:
+        self.type_name = f"{type(value).__module__}.{type(value).__qualname__}"
+        self.path = path
+        where = f" at {path}" if path else ""
+        super().__init__(f"{self.type_name}{where} has no JSON form")
+
+
+def to_json(value: Any, path: str = "") -> Any:
+    """Return ``value`` as plain JSON data, or raise :class:`Unserializable`."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {_key(k, value, path): to_json(v, f"{path}[{k!r}]") for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return _to_json_rich(value, path)
+
+
+def _key(key: Any, owner: object, path: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or not isinstance(key, int | uuid.UUID | enum.Enum):
+        raise Unserializable(key, f"{path} (a dict key)")
+    return str(key.value if isinstance(key, enum.Enum) else key)
+
+
+def _to_json_rich(value: Any, path: str) -> Any:
+    if isinstance(value, enum.Enum):
+        return to_json(value.value, path)
+    if isinstance(value, _SCALARS):  # subclasses of str, int ...
+        return value
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and hasattr(type(value), "model_validate"):  # a pydantic model
+        return dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: to_json(getattr(value, f.name), f"{path}.{f.name}")
+            for f in dataclasses.fields(value)
+        }
+    if isinstance(value, Mapping):
+        items = typing.cast(Mapping[Any, Any], value).items()
+        return {_key(k, value, path): to_json(v, f"{path}[{k!r}]") for k, v in items}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_json(v, f"{path}[{i}]") for i, v in enumerate(typing.cast(Any, value))]
+    raise Unserializable(value, path)
+
+
+def from_json(data: Any, annotation: Any) -> Any:
+    """Rebuild plain JSON ``data`` into ``annotation``; unknown annotations pass it through."""
+    if annotation is Any or annotation is None or data is None:
+        return data
+    return _decoder(annotation)(data)
+
+
+_Decoder = Callable[[Any], Any]
+_decoders: dict[Any, _Decoder] = {}
+
+
+def _decoder(annotation: Any) -> _Decoder:
+    try:
+        return _decoders[annotation]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable annotation (rare): build without caching
+        return _build_decoder(annotation)
+    decoder = _decoders[annotation] = _build_decoder(annotation)
+    return decoder
+
+
+def _identity(data: Any) -> Any:
+    return data
+
+
+def _build_decoder(annotation: Any) -> _Decoder:  # noqa: C901 - one branch per kind of type
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _decoder(args[0])
+    if origin in (types.UnionType, typing.Union):
+        return _union_decoder(args)
+    if origin in (list, set, frozenset, tuple) or (
+        isinstance(origin, type) and issubclass(origin, list | set | frozenset)
+    ):
+        return _sequence_decoder(origin, args)
+    if origin is dict or (isinstance(origin, type) and issubclass(origin, Mapping)):
+        key = _decoder(args[0]) if args else _identity
+        val = _decoder(args[1]) if len(args) > 1 else _identity
+        return lambda data: {key(k): val(v) for k, v in data.items()}
+    if origin is not None or not isinstance(annotation, type):
+        return _identity  # Literal, TypedDict, TypeVar, Any ...: plain data is right
+    return _class_decoder(annotation)
+
+
+def _class_decoder(cls: type) -> _Decoder:
+    if cls in _SCALARS or cls is object:
+        return _identity
+    if issubclass(cls, enum.Enum):
+        return cls
+    if cls is dt.datetime:
+        return dt.datetime.fromisoformat
+    if cls is dt.date:
+        return dt.date.fromisoformat
+    if cls is dt.time:
+        return dt.time.fromisoformat
+    if cls is dt.timedelta:
+        return lambda data: dt.timedelta(seconds=data)
+    if cls is uuid.UUID or cls is Decimal:
+        return cls
+    validate = getattr(cls, "model_validate", None)
+    if callable(validate):
+        return validate
+    if dataclasses.is_dataclass(cls):
+        return _dataclass_decoder(cls)
+    if cls in (list, tuple, set, frozenset):
+        return cls
+    return _identity
+
+
+def _union_decoder(members: tuple[Any, ...]) -> _Decoder:
+    options = [m for m in members if m is not type(None)]
+    if len(options) == 1:
+        return _decoder(options[0])
+
+    def decode(data: Any) -> Any:
+        for option in options:
+            if isinstance(option, type) and type(data) is option:
+                return data
+        for option in options:
+            try:
+                return _decoder(option)(data)
+            except (TypeError, ValueError, KeyError):
+                continue
+        return data
+
+    return decode
+
+
+def _sequence_decoder(origin: Any, args: tuple[Any, ...]) -> _Decoder:
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        items = [_decoder(a) for a in args]
+        return lambda data: tuple(d(v) for d, v in zip(items, data, strict=False))
+    item = _decoder(args[0]) if args else _identity
+    container: Callable[[Any], Any] = origin if origin in (set, frozenset, tuple) else list
+    return lambda data: container(item(v) for v in data)
+
+
+def _dataclass_decoder(cls: type) -> _Decoder:
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable forward references: fall back to plain data
+        hints = {}
+    fields = [(f.name, _decoder(hints.get(f.name, Any))) for f in dataclasses.fields(cls) if f.init]
+
+    def decode(data: Any) -> Any:
+        return cls(**{name: dec(data[name]) for name, dec in fields if name in data})
+
+    return decode
+
+
+def return_annotation(fn: Callable[..., Any]) -> Any:
+    """The resolved return annotation of ``fn``, or ``Any`` when it cannot be resolved."""
+    try:
+        return typing.get_type_hints(fn).get("return", Any)
+    except Exception:
+        raw = getattr(fn, "__annotations__", {}).get("return", Any)
+        return Any if isinstance(raw, str) else raw

@@ -1,0 +1,124 @@
+"""``@wf.task``: an async function whose result is checkpointed, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from .backoff import BackoffStrategy
+from .context import RunContext, _active_run
+from .errors import LeaseLostError, SerializationError
+from .serialization import Unserializable, from_json, return_annotation, to_json
+
+log = logging.getLogger("durable")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_UNRESOLVED: Any = object()
+
+
+class Task(Generic[P, R]):
+    """A durable task. Await it like the function it wraps.
+
+    Inside a workflow its result is checkpointed under a step id (``step_id=`` when
+    given, else the task name, then ``name#1`` ...); a step already checkpointed for
+    the run is replayed from the store instead of executed. Outside a workflow it is
+    a plain call: no store, no retries.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, Awaitable[R]],
+        *,
+        name: str,
+        retries: int,
+        backoff: BackoffStrategy,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.retries = retries
+        self.backoff = backoff
+        self._return_type: Any = _UNRESOLVED
+        functools.update_wrapper(self, fn)
+
+    # The step_id keyword cannot be added to a ParamSpec signature, so the call is
+    # typed twice: the wrapped signature exactly, or any arguments with a step id.
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
+
+    @overload
+    def __call__(
+        self, *args: Any, step_id: str | None, **kwargs: Any
+    ) -> Coroutine[Any, Any, R]: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R]:
+        step_id: str | None = kwargs.pop("step_id", None)
+        return self._call(args, kwargs, step_id)
+
+    async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str | None) -> R:
+        ctx = _active_run.get()
+        if ctx is None:
+            return await self.fn(*args, **kwargs)
+        if ctx._lease_lost:
+            raise LeaseLostError(
+                f"run {ctx.run_id!r} was taken over by another owner; "
+                f"task {self.name!r} was not started here"
+            )
+        sid = step_id if step_id is not None else ctx.next_step_id(self.name)
+        found, value = await ctx.completed_step(sid)
+        if found:
+            log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
+            return self._rebuild(value, ctx, sid)
+        return await self._execute(ctx, sid, args, kwargs)
+
+    async def _execute(
+        self, ctx: RunContext, sid: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        attempt = 1
+        while True:
+            try:
+                result = await self.fn(*args, **kwargs)
+            except Exception as exc:
+                if attempt > self.retries:
+                    raise
+                delay = self.backoff(attempt - 1)
+                log.warning(
+                    "task %s (step %s, run %s) failed on attempt %d/%d: %r; retrying in %.3gs",
+                    self.name, sid, ctx.run_id, attempt, self.retries + 1, exc, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            await ctx.record_step(sid, self._encode(result, ctx, sid), attempt)
+            log.debug("completed %s (step %s, run %s)", self.name, sid, ctx.run_id)
+            return result
+
+    def _encode(self, result: R, ctx: RunContext, sid: str) -> Any:
+        try:
+            return to_json(result)
+        except Unserializable as exc:
+            raise SerializationError(
+                f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r} returned "
+                f"{exc.type_name}{' at ' + exc.path if exc.path else ''}, which cannot be "
+                "stored as JSON; return JSON data, a Pydantic model, a dataclass, a "
+                "datetime, a UUID or a Decimal"
+            ) from None
+
+    def _rebuild(self, value: Any, ctx: RunContext, sid: str) -> R:
+        if self._return_type is _UNRESOLVED:
+            self._return_type = return_annotation(self.fn)
+        try:
+            result: R = from_json(value, self._return_type)
+        except Exception as exc:
+            raise SerializationError(
+                f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r}: the stored "
+                f"result cannot be rebuilt as {self._return_type!r}: {exc}"
+            ) from exc
+        return result
+
+    def __repr__(self) -> str:
+        return f"<durable task {self.name!r} retries={self.retries}>"
