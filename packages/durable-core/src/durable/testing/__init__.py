@@ -1,0 +1,77 @@
+"""The store conformance suite: check that a :class:`~durable.Store` keeps the contract.
+
+Every store in this repository runs it, and so can the author of a third-party store.
+Subclass :class:`StoreContract` in a pytest test module and say how to build a fresh,
+empty store::
+
+    # tests/test_conformance.py
+    from durable import Store
+    from durable.testing import StoreContract
+    from durable_postgres import PostgresStore
+
+
+    class TestPostgresStore(StoreContract):
+        persistent = True
+
+        async def make_store(self) -> Store:
+            return PostgresStore(f"postgresql://localhost/test_{self.tmp_path.name}")
+
+Then run ``pytest``. Every contract test is a plain synchronous method that runs its
+async body on a fresh event loop, so the suite needs pytest only: no pytest-asyncio,
+anyio or other plugin (and it also works alongside them).
+
+For each test the suite calls :meth:`StoreContract.make_store`, then ``setup()`` on
+the store, runs the test, and calls ``close()`` on every store it set up, also when
+the test failed. The end-to-end tests hand the store to a :class:`~durable.Workflow`
+instead, which sets it up and closes it itself.
+
+``make_store()`` must return a store on *empty* data each test. ``self.tmp_path`` is
+a fresh directory per test (pytest's ``tmp_path``), handy for file databases; a
+server-backed store can use its name as a unique prefix or database name, or flush
+the database in ``make_store``. A subclass is an ordinary pytest class: it may add
+its own fixtures, tests and marks, and may override a contract test (for example to
+skip it with a reason).
+
+Capability flags (class attributes; override the ones your store differs in):
+
+``records_runs = True``
+    The store keeps run records: ``claim_run`` with leases, ``renew_lease``,
+    ``release_run``, ``finish_run``, ``get_run`` and ``list_runs`` are implemented.
+    Set it to False for a minimal store that implements only the seven abstract
+    methods of :class:`~durable.Store` (the seed's protocol); the run-record tests are
+    then skipped and the suite checks that the permissive defaults work instead.
+``loads_steps = True``
+    ``load_steps`` returns all completed steps of a run in one call. When False the
+    store may return None from it (the engine then asks ``get_step`` per step); a
+    mapping it does return is still checked.
+``persistent = False``
+    Data outlives a store object: another store built on the same backing data (see
+    :meth:`StoreContract.reopen_store`) sees it, while the first is still open and
+    after it was closed. Enables the persistence tests and the tests that race two
+    store objects, as two processes would. True for SQLite and Redis, False for
+    :class:`~durable.InMemoryStore`.
+
+Tuning knobs: ``short_lease_seconds`` (0.05; the lease used by the lease-expiry tests,
+raise it for stores whose clock has a coarser resolution), ``concurrency`` (20; tasks
+racing in the concurrency tests) and ``timeout_seconds`` (30; the longest a test body
+may run before it fails as hung).
+
+The checks, by group: steps (round trip, falsy/unicode/nested/1 MB values, overwrite,
+isolation, ``load_steps``), signals (first write wins, falsy payloads, isolation,
+concurrent delivery), run records (claims and leases, ``finish_run``, ``get_run``,
+``list_runs``, the seed's ``mark_run_done``/``mark_run_failed``, concurrent claims),
+persistence, ``close()`` then ``setup()``, and end-to-end runs through the engine
+(replay, resuming a failed run, signals waking a waiting workflow).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# The contract's asserts live in this package, not in a test module: have pytest
+# rewrite them so that a failure shows the values compared.
+pytest.register_assert_rewrite("durable.testing.contract")
+
+from .contract import Capability, StoreContract  # noqa: E402
+
+__all__ = ["Capability", "StoreContract"]

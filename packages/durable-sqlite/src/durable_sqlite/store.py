@@ -1,0 +1,336 @@
+"""The SQLite store: checkpoints in one local file, shared by every process using it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from durable.errors import StoreError
+from durable.store import RunClaim, RunRecord, RunStatus, Store
+
+from .connection import Database, Row, Tx
+from .schema import NewerSchemaError, migrate
+
+Durability = Literal["normal", "full"]
+_SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
+
+_RUN_COLUMNS = (
+    "run_id, workflow, status, inputs, result, has_result, error, owner, "
+    "lease_expires_at, created_at, updated_at"
+)
+
+# A claim is granted on a new run (the INSERT), or by the UPDATE when the WHERE allows
+# it: the rule of durable.store.claim_allowed, in SQL.
+_CLAIM = f"""
+INSERT INTO runs (run_id, workflow, status, inputs, owner, lease_expires_at,
+                  created_at, updated_at)
+VALUES (:run_id, :workflow, 'running', :inputs, :owner, :lease, :now, :now)
+ON CONFLICT (run_id) DO UPDATE SET
+    status = 'running', error = NULL, owner = :owner, lease_expires_at = :lease,
+    updated_at = :now
+WHERE runs.status = 'failed'
+   OR (runs.status = 'completed' AND runs.has_result = 0)
+   OR (runs.status = 'running' AND (
+           runs.owner IS NULL OR runs.owner = :owner OR runs.owner = :takeover
+           OR runs.lease_expires_at IS NULL OR runs.lease_expires_at <= :now))
+RETURNING {_RUN_COLUMNS}
+"""
+
+
+class SQLiteStore(Store):
+    """Checkpoints in a local SQLite file (the default store of ``Workflow``).
+
+    Args:
+        path: The database file (created readable by its owner only), or ``:memory:``.
+        durability: ``"normal"`` (the default) survives a crash of the process: a
+            commit is in the OS before the workflow goes on. ``"full"`` also survives
+            power loss: every commit is fsynced, off the event loop.
+        busy_timeout: Seconds a write waits for another process's lock before failing.
+        read_only: Open the file read-only (inspection); every write fails clearly.
+
+    URLs: ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://`` (memory),
+    with options as query parameters: ``?durability=full&busy_timeout=10&mode=ro``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "durable.db",
+        *,
+        durability: Durability = "normal",
+        busy_timeout: float = 30.0,
+        read_only: bool = False,
+    ) -> None:
+        if durability not in _SYNCHRONOUS:
+            raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.path = os.fspath(path)
+        self.durability = durability
+        self._db = Database(
+            self.path,
+            synchronous=_SYNCHRONOUS[durability],
+            busy_timeout=busy_timeout,
+            read_only=read_only,
+        )
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(
+                f"a SQLite URL names a file, not a host: {url!r}; use sqlite:///relative.db "
+                "or sqlite:////absolute/path.db"
+            )
+        path = unquote(parts.path)
+        path = path[1:] if path.startswith("/") else path
+        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        unknown = set(options) - {"durability", "busy_timeout", "mode"}
+        if unknown:
+            raise ValueError(f"unknown SQLite URL options {sorted(unknown)} in {url!r}")
+        durability = options.get("durability", "normal")
+        if durability not in _SYNCHRONOUS:
+            raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+        return cls(
+            path or ":memory:",
+            durability="full" if durability == "full" else "normal",
+            busy_timeout=float(options.get("busy_timeout", 30.0)),
+            read_only=options.get("mode") == "ro",
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r}, durability={self.durability!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        if self._db._fast is not None:  # pyright: ignore[reportPrivateUsage]
+            return
+        try:
+            await self._db.open(self._prepare)
+        except NewerSchemaError as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise self._error("open", exc) from exc
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        if self._db.read_only:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrate(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- steps ------------------------------------------------------------------------------
+
+    async def get_step(self, run_id: str, step_id: str) -> tuple[bool, Any]:
+        rows = await self._read(
+            "SELECT result FROM steps WHERE run_id = ? AND step_id = ?", (run_id, step_id)
+        )
+        return (True, json.loads(rows[0][0])) if rows else (False, None)
+
+    async def load_steps(self, run_id: str) -> Mapping[str, Any]:
+        rows = await self._read("SELECT step_id, result FROM steps WHERE run_id = ?", (run_id,))
+        return {step_id: json.loads(result) for step_id, result in rows}
+
+    async def set_step(self, run_id: str, step_id: str, result: Any, attempt: int = 1) -> None:
+        params = (run_id, step_id, json.dumps(result), attempt, time.time())
+
+        async def insert(tx: Tx) -> None:
+            await tx.execute(
+                "INSERT INTO steps (run_id, step_id, result, attempt, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "
+                "result = excluded.result, attempt = excluded.attempt, "
+                "created_at = excluded.created_at",
+                params,
+            )
+
+        await self._write("save a step", insert)
+
+    # -- signals ----------------------------------------------------------------------------
+
+    async def get_signal(self, run_id: str, name: str) -> tuple[bool, Any]:
+        rows = await self._read(
+            "SELECT payload FROM signals WHERE run_id = ? AND name = ?", (run_id, name)
+        )
+        return (True, json.loads(rows[0][0])) if rows else (False, None)
+
+    async def set_signal(self, run_id: str, name: str, payload: Any) -> bool:
+        params = (run_id, name, json.dumps(payload), time.time())
+
+        async def insert(tx: Tx) -> bool:
+            rows = await tx.execute(
+                "INSERT INTO signals (run_id, name, payload, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                params,
+            )
+            return bool(rows)
+
+        return await self._write("save a signal", insert)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    async def claim_run(
+        self,
+        run_id: str,
+        workflow: str,
+        inputs: Any,
+        *,
+        owner: str,
+        lease_seconds: float,
+        takeover_from: str | None = None,
+    ) -> RunClaim:
+        now = time.time()
+        params = {
+            "run_id": run_id,
+            "workflow": workflow,
+            "inputs": json.dumps(inputs),
+            "owner": owner,
+            "lease": now + lease_seconds,
+            "now": now,
+            "takeover": takeover_from,
+        }
+
+        async def claim(tx: Tx) -> RunClaim:
+            rows = await tx.execute(_CLAIM, params)
+            if rows:
+                return RunClaim(True, _record(rows[0]))
+            rows = await tx.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+            return RunClaim(False, _record(rows[0]))
+
+        return await self._write("claim a run", claim)
+
+    async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
+        params = (time.time() + lease_seconds, run_id, owner)
+
+        async def renew(tx: Tx) -> bool:
+            rows = await tx.execute(
+                "UPDATE runs SET lease_expires_at = ? "
+                "WHERE run_id = ? AND owner = ? AND status = 'running' RETURNING 1",
+                params,
+            )
+            return bool(rows)
+
+        return await self._write("renew a lease", renew)
+
+    async def release_run(self, run_id: str, owner: str) -> None:
+        async def release(tx: Tx) -> None:
+            await tx.execute(
+                "UPDATE runs SET owner = NULL, lease_expires_at = NULL "
+                "WHERE run_id = ? AND owner = ?",
+                (run_id, owner),
+            )
+
+        await self._write("release a run", release)
+
+    async def finish_run(
+        self,
+        run_id: str,
+        owner: str,
+        status: Literal["completed", "failed"],
+        *,
+        result: Any = None,
+        has_result: bool = False,
+        error: str | None = None,
+    ) -> None:
+        now = time.time()
+        params = {
+            "run_id": run_id,
+            "owner": owner,
+            "status": status,
+            "result": json.dumps(result) if has_result else None,
+            "has_result": int(has_result),
+            "error": error,
+            "now": now,
+        }
+
+        async def finish(tx: Tx) -> None:
+            # A run taken over by another owner is theirs to finish.
+            await tx.execute(
+                "INSERT INTO runs (run_id, workflow, status, result, has_result, error, "
+                "created_at, updated_at) "
+                "VALUES (:run_id, '', :status, :result, :has_result, :error, :now, :now) "
+                "ON CONFLICT (run_id) DO UPDATE SET status = :status, result = :result, "
+                "has_result = :has_result, error = :error, owner = NULL, "
+                "lease_expires_at = NULL, updated_at = :now "
+                "WHERE runs.owner IS NULL OR runs.owner = :owner OR :owner = ''",
+                params,
+            )
+
+        await self._write("record a run's outcome", finish)
+
+    async def mark_run_done(self, run_id: str) -> None:
+        await self.finish_run(run_id, "", "completed")
+
+    async def mark_run_failed(self, run_id: str, error: str) -> None:
+        await self.finish_run(run_id, "", "failed", error=error)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return _record(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[RunRecord]:
+        rows = await self._read(
+            f"SELECT {_RUN_COLUMNS} FROM runs "
+            "WHERE (:status IS NULL OR status = :status) "
+            "AND (:workflow IS NULL OR workflow = :workflow) "
+            "ORDER BY created_at DESC, rowid DESC LIMIT :limit",
+            {"status": status, "workflow": workflow, "limit": limit},
+        )
+        return [_record(row) for row in rows]
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Row]:
+        try:
+            return await self._db.read(sql, params)  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            raise self._error("read", exc) from exc
+
+    async def _write(self, what: str, body: Any) -> Any:
+        try:
+            return await self._db.write(body)
+        except sqlite3.Error as exc:
+            raise self._error(what, exc) from exc
+
+    def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+            text = "the file is not a SQLite database, or it is corrupt"
+        elif "readonly" in text:
+            text = "the database is read-only"
+        return StoreError(f"SQLite store {self.path}: could not {what}: {text}")
+
+
+def _record(row: Row) -> RunRecord:
+    (run_id, workflow, status, inputs, result, has_result, error, owner, lease, created,
+     updated) = row  # fmt: skip
+    return RunRecord(
+        run_id=run_id,
+        workflow=workflow,
+        status=status,
+        inputs=None if inputs is None else json.loads(inputs),
+        result=None if result is None else json.loads(result),
+        has_result=bool(has_result),
+        error=error,
+        owner=owner,
+        lease_expires_at=lease,
+        created_at=dt.datetime.fromtimestamp(created, dt.UTC),
+        updated_at=dt.datetime.fromtimestamp(updated, dt.UTC),
+    )
