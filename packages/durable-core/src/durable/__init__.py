@@ -45,7 +45,7 @@ from .task import Task
 from .workflow import Workflow, WorkflowFunction
 
 if TYPE_CHECKING:
-    from durable_sqlite import SQLiteStore
+    from durable_sqlite import SQLiteStore as SQLiteStore
 
 __version__ = "0.3.0"
 
@@ -75,7 +75,7 @@ def import_plugin_attr(name: str, module: str, requirement: str) -> Any:
             raise
         raise MissingPluginError(
             f"durable.{name} comes from the {module.replace('_', '-')} package, which is "
-            f"not installed: pip install \"{requirement}\""
+            f'not installed: pip install "{requirement}"'
         ) from None
     return getattr(plugin, name)
 

@@ -6,7 +6,6 @@ task called outside any workflow simply finds none and runs as a plain call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,12 +21,12 @@ class RunContext:
     run_id: str
     workflow_id: str
     store: Store
-    #: The run's completed steps as loaded when it started (None: the store loads
-    #: steps one at a time).
-    _steps: dict[str, Any] | None = field(default=None, repr=False)
-    _counters: dict[str, int] = field(default_factory=dict[str, int], repr=False)
+    #: The run's completed steps as loaded when it started (None: the store reads
+    #: them one at a time).
+    loaded_steps: dict[str, Any] | None = field(default=None, repr=False)
     #: Set when another owner took the run over; the next step stops the run.
-    _lease_lost: bool = field(default=False, repr=False)
+    lease_lost: bool = field(default=False, repr=False)
+    _counters: dict[str, int] = field(default_factory=dict[str, int], repr=False)
 
     def next_step_id(self, name: str) -> str:
         """Step ids in call order: ``name``, ``name#1``, ``name#2`` ..."""
@@ -37,27 +36,21 @@ class RunContext:
 
     async def completed_step(self, step_id: str) -> tuple[bool, Any]:
         """``(found, value)`` of a step that completed in an earlier execution."""
-        if self._steps is None:
+        if self.loaded_steps is None:
             return await self.store.get_step(self.run_id, step_id)
-        if step_id in self._steps:
-            return True, self._steps[step_id]
+        if step_id in self.loaded_steps:
+            return True, self.loaded_steps[step_id]
         return False, None
 
     async def record_step(self, step_id: str, value: Any, attempt: int) -> None:
         await self.store.set_step(self.run_id, step_id, value, attempt)
-        if self._steps is not None:
-            self._steps[step_id] = value
-
-    @classmethod
-    def _started(
-        cls, run_id: str, workflow_id: str, store: Store, steps: Mapping[str, Any] | None
-    ) -> RunContext:
-        return cls(run_id, workflow_id, store, None if steps is None else dict(steps))
+        if self.loaded_steps is not None:
+            self.loaded_steps[step_id] = value
 
 
-_active_run: ContextVar[RunContext | None] = ContextVar("durable_active_run", default=None)
+active_run: ContextVar[RunContext | None] = ContextVar("durable_active_run", default=None)
 
 
 def current_run() -> RunContext | None:
     """The run executing in this task, or None outside a workflow."""
-    return _active_run.get()
+    return active_run.get()

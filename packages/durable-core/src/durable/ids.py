@@ -21,9 +21,7 @@ class RunIdTemplate:
         self.workflow = workflow
         self._signature = inspect.signature(fn)
         params = self._signature.parameters
-        self._var_keyword = next(
-            (p.name for p in params.values() if p.kind is p.VAR_KEYWORD), None
-        )
+        self._var_keyword = next((p.name for p in params.values() if p.kind is p.VAR_KEYWORD), None)
         for field in _field_names(template, workflow):
             if field not in params and self._var_keyword is None:
                 raise IdTemplateError(

@@ -137,9 +137,9 @@ class InMemoryStore(Store):
         limit: int = 100,
     ) -> Sequence[RunRecord]:
         runs = [
-            r
-            for r in reversed(self._runs.values())
-            if (status is None or r.status == status) and (workflow is None or r.workflow == workflow)
+            run
+            for run in reversed(self._runs.values())
+            if status in (None, run.status) and workflow in (None, run.workflow)
         ]
         return runs[:limit]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
 
 from .errors import PluginConflictError, PluginLoadError, UnknownStoreError
 from .memory import InMemoryStore
@@ -57,7 +57,7 @@ def resolve_store(db: str | os.PathLike[str] | Store) -> Store:
         return db
     if isinstance(db, os.PathLike):
         db = os.fspath(db)
-    if not isinstance(db, str):
+    if not isinstance(db, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"db= takes a Store, a URL or a file path, not {type(db).__name__}")
     match = _URL.match(db)
     if match is None:
@@ -117,11 +117,11 @@ def _load(scheme: str, candidates: list[metadata.EntryPoint]) -> StoreFactory:
     return factory
 
 
-def _as_factory(target: Any) -> StoreFactory:
+def _as_factory(target: object) -> StoreFactory:
     if isinstance(target, type) and issubclass(target, Store):
         return target.from_url
-    if callable(target):
-        return target  # type: ignore[no-any-return]
+    if callable(target):  # pyright: ignore[reportUnknownArgumentType]
+        return typing.cast(StoreFactory, target)
     raise TypeError(f"a store factory must be a Store class or a callable, not {target!r}")
 
 
@@ -145,7 +145,7 @@ def _unknown_scheme(scheme: str) -> UnknownStoreError:
     )
 
 
-def _reset_cache() -> None:
+def _reset_cache() -> None:  # pyright: ignore[reportUnusedFunction]
     """Forget the entry-point scan (tests install plugins at run time)."""
     global _entry_points
     _entry_points = None

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .context import RunContext, _active_run
+from .context import RunContext, active_run
 from .errors import LeaseLostError, SerializationError
 from .serialization import Unserializable, from_json, return_annotation, to_json
 from .store import RunRecord, Store
@@ -51,9 +51,30 @@ class RunExecutor:
         self.lease_seconds = lease_seconds
         self.wait_poll = wait_poll
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._setup: asyncio.Task[None] | None = None
+        self._ready = False
 
-    async def run(self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any) -> Any:
+    async def ready_store(self) -> Store:
+        """The store, set up once (again on a new event loop if the first setup failed)."""
+        if not self._ready:
+            loop = asyncio.get_running_loop()
+            setup = self._setup
+            if setup is None or setup.get_loop() is not loop or _failed(setup):
+                setup = self._setup = loop.create_task(self.store.setup())
+            await asyncio.shield(setup)
+            self._ready = True
+        return self.store
+
+    async def close_store(self) -> None:
+        if self._ready or self._setup is not None:
+            self._ready, self._setup = False, None
+            await self.store.close()
+
+    async def run(
+        self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
+    ) -> Any:
         """Execute or replay ``run_id``; a second call for a run in flight here waits for it."""
+        await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
             try:
                 return await asyncio.shield(pending)
@@ -84,9 +105,10 @@ class RunExecutor:
         if record is not None:  # completed before: its recorded result is the answer
             return flow.rebuild_result(record.result, run_id)
         store = self.store
-        ctx = RunContext._started(run_id, flow.workflow_id, store, await store.load_steps(run_id))
+        steps = await store.load_steps(run_id)
+        ctx = RunContext(run_id, flow.workflow_id, store, None if steps is None else dict(steps))
         heartbeat = _Heartbeat(self, ctx)
-        token = _active_run.set(ctx)
+        token = active_run.set(ctx)
         try:
             result = await flow.fn(*args, **kwargs)
         except LeaseLostError:
@@ -100,7 +122,7 @@ class RunExecutor:
             await asyncio.shield(store.release_run(run_id, self.owner))
             raise
         finally:
-            _active_run.reset(token)
+            active_run.reset(token)
             heartbeat.stop()
         await self._record_result(flow, run_id, result)
         log.info("workflow %s (run %s) completed", flow.workflow_id, run_id)
@@ -136,7 +158,9 @@ class RunExecutor:
                 waiting_logged = True
             await asyncio.sleep(self.wait_poll)
 
-    async def _record_result(self, flow: WorkflowFunction[..., Any], run_id: str, result: Any) -> None:
+    async def _record_result(
+        self, flow: WorkflowFunction[..., Any], run_id: str, result: Any
+    ) -> None:
         try:
             value, stored = to_json(result), True
         except Unserializable as exc:
@@ -175,7 +199,7 @@ class _Heartbeat:
             still_ours = True  # try again next time; the lease has slack
         if not still_ours:
             log.error("run %s: another owner took it over; stopping here", ctx.run_id)
-            ctx._lease_lost = True
+            ctx.lease_lost = True
             return
         self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)
 
@@ -183,6 +207,10 @@ class _Heartbeat:
         self._handle.cancel()
         if self._renewal is not None:
             self._renewal.cancel()
+
+
+def _failed(task: asyncio.Task[None]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None
 
 
 def _consume(outcome: asyncio.Future[Any]) -> None:
@@ -197,4 +225,6 @@ def rebuild(value: Any, fn: Callable[..., Awaitable[Any]], what: str) -> Any:
     try:
         return from_json(value, annotation)
     except Exception as exc:
-        raise SerializationError(f"{what}: the stored value cannot be rebuilt as {annotation!r}: {exc}") from exc
+        raise SerializationError(
+            f"{what}: the stored value cannot be rebuilt as {annotation!r}: {exc}"
+        ) from exc

@@ -35,17 +35,17 @@ class Unserializable(TypeError):
 
 def to_json(value: Any, path: str = "") -> Any:
     """Return ``value`` as plain JSON data, or raise :class:`Unserializable`."""
-    kind = type(value)
+    kind: type[object] = type(typing.cast(object, value))
     if kind in _SCALARS:
         return value
     if kind is dict:
-        return {_key(k, value, path): to_json(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return {_key(k, path): to_json(v, f"{path}[{k!r}]") for k, v in value.items()}
     if kind is list or kind is tuple:
         return [to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
     return _to_json_rich(value, path)
 
 
-def _key(key: Any, owner: object, path: str) -> str:
+def _key(key: Any, path: str) -> str:
     if isinstance(key, str):
         return key
     if isinstance(key, bool) or not isinstance(key, int | uuid.UUID | enum.Enum):
@@ -64,8 +64,9 @@ def _to_json_rich(value: Any, path: str) -> Any:
         return value.total_seconds()
     if isinstance(value, uuid.UUID | Decimal):
         return str(value)
+    kind: type[object] = type(typing.cast(object, value))
     dump = getattr(value, "model_dump", None)
-    if callable(dump) and hasattr(type(value), "model_validate"):  # a pydantic model
+    if callable(dump) and hasattr(kind, "model_validate"):  # a pydantic model
         return dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
@@ -73,8 +74,8 @@ def _to_json_rich(value: Any, path: str) -> Any:
             for f in dataclasses.fields(value)
         }
     if isinstance(value, Mapping):
-        items = typing.cast(Mapping[Any, Any], value).items()
-        return {_key(k, value, path): to_json(v, f"{path}[{k!r}]") for k, v in items}
+        items = typing.cast("Mapping[Any, Any]", value).items()  # type: ignore[redundant-cast]
+        return {_key(k, path): to_json(v, f"{path}[{k!r}]") for k, v in items}
     if isinstance(value, list | tuple | set | frozenset):
         return [to_json(v, f"{path}[{i}]") for i, v in enumerate(typing.cast(Any, value))]
     raise Unserializable(value, path)
@@ -106,7 +107,7 @@ def _identity(data: Any) -> Any:
     return data
 
 
-def _build_decoder(annotation: Any) -> _Decoder:  # noqa: C901 - one branch per kind of type
+def _build_decoder(annotation: Any) -> _Decoder:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
@@ -126,7 +127,7 @@ def _build_decoder(annotation: Any) -> _Decoder:  # noqa: C901 - one branch per 
     return _class_decoder(annotation)
 
 
-def _class_decoder(cls: type) -> _Decoder:
+def _class_decoder(cls: type[Any]) -> _Decoder:
     if cls in _SCALARS or cls is object:
         return _identity
     if issubclass(cls, enum.Enum):
@@ -141,7 +142,7 @@ def _class_decoder(cls: type) -> _Decoder:
         return lambda data: dt.timedelta(seconds=data)
     if cls is uuid.UUID or cls is Decimal:
         return cls
-    validate = getattr(cls, "model_validate", None)
+    validate: _Decoder | None = getattr(cls, "model_validate", None)
     if callable(validate):
         return validate
     if dataclasses.is_dataclass(cls):
@@ -175,11 +176,17 @@ def _sequence_decoder(origin: Any, args: tuple[Any, ...]) -> _Decoder:
         items = [_decoder(a) for a in args]
         return lambda data: tuple(d(v) for d, v in zip(items, data, strict=False))
     item = _decoder(args[0]) if args else _identity
-    container: Callable[[Any], Any] = origin if origin in (set, frozenset, tuple) else list
-    return lambda data: container(item(v) for v in data)
+    container = typing.cast(
+        "Callable[[Any], Any]", origin if origin in (set, frozenset, tuple) else list
+    )
+
+    def decode(data: Any) -> Any:
+        return container(item(v) for v in data)
+
+    return decode
 
 
-def _dataclass_decoder(cls: type) -> _Decoder:
+def _dataclass_decoder(cls: type[Any]) -> _Decoder:
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # unresolvable forward references: fall back to plain data

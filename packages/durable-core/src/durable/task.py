@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .backoff import BackoffStrategy
-from .context import RunContext, _active_run
+from .context import RunContext, active_run
 from .errors import LeaseLostError, SerializationError
 from .serialization import Unserializable, from_json, return_annotation, to_json
 
@@ -60,10 +60,10 @@ class Task(Generic[P, R]):
         return self._call(args, kwargs, step_id)
 
     async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str | None) -> R:
-        ctx = _active_run.get()
+        ctx = active_run.get()
         if ctx is None:
             return await self.fn(*args, **kwargs)
-        if ctx._lease_lost:
+        if ctx.lease_lost:
             raise LeaseLostError(
                 f"run {ctx.run_id!r} was taken over by another owner; "
                 f"task {self.name!r} was not started here"

@@ -1,19 +1,20 @@
 """The :class:`Workflow`: the one object an application creates.
 
-    wf = Workflow("orders")                      # SQLite file durable.db
-    wf = Workflow("orders", db="redis://localhost:6379/0")
+wf = Workflow("orders")                      # SQLite file durable.db
+wf = Workflow("orders", db="redis://localhost:6379/0")
 
-    @wf.task(retries=5)
-    async def charge(order_id: str) -> Receipt: ...
+@wf.task(retries=5)
+async def charge(order_id: str) -> Receipt: ...
 
-    @wf.workflow(id="order-{order_id}")
-    async def process(order_id: str) -> Receipt:
-        return await charge(order_id)
+@wf.workflow(id="order-{order_id}")
+async def process(order_id: str) -> Receipt:
+    return await charge(order_id)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import os
@@ -22,7 +23,7 @@ from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .backoff import BackoffStrategy, exponential
-from .context import _active_run
+from .context import active_run
 from .errors import NotInWorkflowError, SerializationError, SyncFunctionError
 from .ids import RunIdTemplate, default_run_id
 from .plugins import DEFAULT_DB, resolve_store
@@ -63,8 +64,6 @@ class Workflow:
         self.default_backoff = default_backoff
         self._store = resolve_store(db)
         self._executor = RunExecutor(self._store, new_owner_id(), lease_seconds, wait_poll=0.2)
-        self._setup: asyncio.Task[None] | None = None
-        self._ready = False
         self._signal_waiters: dict[tuple[str, str], asyncio.Event] = {}
 
     @property
@@ -74,11 +73,12 @@ class Workflow:
     # -- decorators -----------------------------------------------------------------
 
     @overload
-    def task(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+    def task(self, fn: Callable[P, Awaitable[R]]) -> Task[P, R]: ...
 
     @overload
     def task(
         self,
+        fn: None = None,
         *,
         name: str | None = None,
         retries: int | None = None,
@@ -88,7 +88,6 @@ class Workflow:
     def task(
         self,
         fn: Callable[P, Awaitable[R]] | None = None,
-        /,
         *,
         name: str | None = None,
         retries: int | None = None,
@@ -108,17 +107,16 @@ class Workflow:
         return decorate if fn is None else decorate(fn)
 
     @overload
-    def workflow(self, fn: Callable[P, Awaitable[R]], /) -> WorkflowFunction[P, R]: ...
+    def workflow(self, fn: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]: ...
 
     @overload
     def workflow(
-        self, *, id: str | None = None, name: str | None = None
+        self, fn: None = None, *, id: str | None = None, name: str | None = None
     ) -> Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]: ...
 
     def workflow(
         self,
         fn: Callable[P, Awaitable[R]] | None = None,
-        /,
         *,
         id: str | None = None,  # noqa: A002 - the seed's keyword
         name: str | None = None,
@@ -131,7 +129,9 @@ class Workflow:
 
         def decorate(func: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
             _require_async(func, "@wf.workflow")
-            return WorkflowFunction(self, func, id_template=id, name=name or func.__name__)
+            return WorkflowFunction(
+                self.name, self._executor, func, id_template=id, name=name or func.__name__
+            )
 
         return decorate if fn is None else decorate(fn)
 
@@ -144,7 +144,7 @@ class Workflow:
         (also before a restart) returns at once. Delivery from this process wakes
         the run immediately; from another process, within ``poll`` seconds.
         """
-        ctx = _active_run.get()
+        ctx = active_run.get()
         if ctx is None:
             raise NotInWorkflowError(
                 f"wf.signal({name!r}) must be awaited inside a running workflow"
@@ -157,10 +157,8 @@ class Workflow:
         event = self._signal_waiters.setdefault(key, asyncio.Event())
         try:
             while True:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=poll)
-                except TimeoutError:
-                    pass
                 found, payload = await store.get_signal(ctx.run_id, name)
                 if found:
                     return payload
@@ -181,7 +179,7 @@ class Workflow:
             raise SerializationError(
                 f"the payload of signal {name!r} for run {run_id!r} is {exc}"
             ) from None
-        store = await self._ready_store()
+        store = await self._executor.ready_store()
         delivered = await store.set_signal(run_id, name, data)
         if delivered and (event := self._signal_waiters.get((run_id, name))) is not None:
             event.set()
@@ -191,16 +189,14 @@ class Workflow:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The stored record of a run (None when unknown or the store keeps none)."""
-        return await (await self._ready_store()).get_run(run_id)
+        return await (await self._executor.ready_store()).get_run(run_id)
 
     async def close(self) -> None:
         """Close the store's connections. The workflow can be used again afterwards."""
-        if self._ready or self._setup is not None:
-            self._ready, self._setup = False, None
-            await self._store.close()
+        await self._executor.close_store()
 
     async def __aenter__(self) -> Workflow:
-        await self._ready_store()
+        await self._executor.ready_store()
         return self
 
     async def __aexit__(
@@ -210,16 +206,6 @@ class Workflow:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    async def _ready_store(self) -> Store:
-        if not self._ready:
-            loop = asyncio.get_running_loop()
-            setup = self._setup
-            if setup is None or setup.get_loop() is not loop or (setup.done() and setup.exception()):
-                setup = self._setup = loop.create_task(self._store.setup())
-            await asyncio.shield(setup)
-            self._ready = True
-        return self._store
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, db={self._store!r})"
@@ -234,7 +220,8 @@ class WorkflowFunction(Generic[P, R]):
 
     def __init__(
         self,
-        wf: Workflow,
+        app: str,
+        executor: RunExecutor,
         fn: Callable[P, Awaitable[R]],
         *,
         id_template: str | None,
@@ -242,8 +229,9 @@ class WorkflowFunction(Generic[P, R]):
     ) -> None:
         self.fn = fn
         self.name = name
-        self.workflow_id = f"{wf.name}.{name}"
-        self._wf = wf
+        self.workflow_id = f"{app}.{name}"
+        self._app = app
+        self._executor = executor
         self._signature = inspect.signature(fn)
         self._template = (
             RunIdTemplate(id_template, fn, self.workflow_id) if id_template is not None else None
@@ -255,8 +243,7 @@ class WorkflowFunction(Generic[P, R]):
 
     async def run(self, run_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Start, resume or replay the run ``run_id`` with these arguments."""
-        await self._wf._ready_store()
-        result: R = await self._wf._executor.run(self, run_id, args, kwargs)
+        result: R = await self._executor.run(self, run_id, args, kwargs)
         return result
 
     def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -264,7 +251,7 @@ class WorkflowFunction(Generic[P, R]):
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
         if self._template is None:
-            return default_run_id(self._wf.name, self.name, bound)
+            return default_run_id(self._app, self.name, bound)
         return self._template.format(bound)
 
     def inputs_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import aiosqlite
@@ -31,6 +31,7 @@ log = logging.getLogger("durable.sqlite")
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+Params = Sequence[Any] | Mapping[str, Any]
 
 #: Commits between two background WAL checkpoints.
 CHECKPOINT_EVERY = 1000
@@ -39,7 +40,7 @@ CHECKPOINT_EVERY = 1000
 class Tx(Protocol):
     """What a transaction body may do: run statements and read their rows."""
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]: ...
 
 
 class _FastTx:
@@ -48,7 +49,7 @@ class _FastTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
 
 
@@ -58,8 +59,8 @@ class _PatientTx:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]:
+        return _rows(await self._conn.execute_fetchall(sql, params))
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -104,9 +105,7 @@ class Database:
                 uri, uri=True, isolation_level=None, check_same_thread=check_same_thread
             )
         _create_private(self.path)
-        return sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=check_same_thread
-        )
+        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=check_same_thread)
 
     def _configure(self, conn: sqlite3.Connection, busy_ms: int) -> None:
         conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
@@ -152,6 +151,10 @@ class Database:
             fast.close()
 
     @property
+    def is_open(self) -> bool:
+        return self._fast is not None
+
+    @property
     def fast(self) -> sqlite3.Connection:
         if self._fast is None:
             raise RuntimeError("the store is not set up (or was closed)")
@@ -159,7 +162,7 @@ class Database:
 
     # -- running statements --------------------------------------------------------------
 
-    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    async def read(self, sql: str, params: Params = ()) -> list[Row]:
         """Rows of a query; WAL readers do not wait for writers, so this rarely leaves the loop."""
         try:
             return self.fast.execute(sql, params).fetchall()
@@ -167,7 +170,7 @@ class Database:
             if not is_busy(exc) or self.in_memory:
                 raise
         async with self._patient_turn() as conn:
-            return list(await conn.execute_fetchall(sql, params))
+            return _rows(await conn.execute_fetchall(sql, params))
 
     async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``body`` in one write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
@@ -206,7 +209,7 @@ class Database:
         return result
 
     @contextlib.asynccontextmanager
-    async def _patient_turn(self) -> Any:
+    async def _patient_turn(self) -> AsyncGenerator[aiosqlite.Connection]:
         loop = asyncio.get_running_loop()
         if self._patient_lock is None or self._lock_loop is not loop:
             self._patient_lock, self._lock_loop = asyncio.Lock(), loop
@@ -215,9 +218,9 @@ class Database:
 
     def _committed(self) -> None:
         self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0 and not self.in_memory:
-            if self._checkpoint is None or self._checkpoint.done():
-                self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
+        due = self._commits % CHECKPOINT_EVERY == 0 and not self.in_memory
+        if due and (self._checkpoint is None or self._checkpoint.done()):
+            self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
 
     async def _run_checkpoint(self) -> None:
         try:
@@ -225,6 +228,10 @@ class Database:
                 await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except Exception:
             log.debug("background WAL checkpoint of %s failed", self.path, exc_info=True)
+
+
+def _rows(rows: Any) -> list[Row]:
+    return [tuple(row) for row in rows]
 
 
 def _complete_now(awaitable: Awaitable[T]) -> T:
@@ -266,7 +273,7 @@ def _stop_at_exit(conn: aiosqlite.Connection) -> None:
 
     def stop() -> None:
         alive = ref()
-        if alive is not None and alive._connection is not None:  # pyright: ignore[reportPrivateUsage]
-            alive.stop()
+        if alive is not None:
+            alive.stop()  # pyright: ignore[reportUnknownMemberType] - untyped future
 
     register(stop)

@@ -7,16 +7,17 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from durable.errors import StoreError
 from durable.store import RunClaim, RunRecord, RunStatus, Store
 
-from .connection import Database, Row, Tx
+from .connection import Database, Params, Row, Tx
 from .schema import NewerSchemaError, migrate
 
+T = TypeVar("T")
 Durability = Literal["normal", "full"]
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
 
@@ -107,7 +108,7 @@ class SQLiteStore(Store):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        if self._db._fast is not None:  # pyright: ignore[reportPrivateUsage]
+        if self._db.is_open:
             return
         try:
             await self._db.open(self._prepare)
@@ -297,13 +298,13 @@ class SQLiteStore(Store):
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Row]:
+    async def _read(self, sql: str, params: Params) -> list[Row]:
         try:
-            return await self._db.read(sql, params)  # type: ignore[arg-type]
+            return await self._db.read(sql, params)
         except sqlite3.Error as exc:
             raise self._error("read", exc) from exc
 
-    async def _write(self, what: str, body: Any) -> Any:
+    async def _write(self, what: str, body: Callable[[Tx], Awaitable[T]]) -> T:
         try:
             return await self._db.write(body)
         except sqlite3.Error as exc:
