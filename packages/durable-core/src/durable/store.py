@@ -14,6 +14,7 @@ a store encodes them with ``json.dumps`` and returns them decoded with ``json.lo
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -165,6 +166,16 @@ class Store(ABC):
             await self.mark_run_done(run_id)
         else:
             await self.mark_run_failed(run_id, error or "")
+
+    async def wait_for_signal(self, run_id: str, name: str, max_wait: float) -> None:
+        """Return when signal ``name`` of ``run_id`` may have been delivered, or after
+        ``max_wait`` seconds, whichever comes first.
+
+        The engine checks :meth:`get_signal` after every return, so waking early is
+        harmless. The default sleeps the whole timeout (polling); a store with change
+        notification (pub/sub, LISTEN/NOTIFY) returns as soon as the signal is set.
+        """
+        await asyncio.sleep(max_wait)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None when unknown or when the store keeps no records."""

@@ -14,7 +14,6 @@ async def process(order_id: str) -> Receipt:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import os
@@ -142,7 +141,8 @@ class Workflow:
 
         Returns the payload given to :meth:`complete`. A payload already delivered
         (also before a restart) returns at once. Delivery from this process wakes
-        the run immediately; from another process, within ``poll`` seconds.
+        the run immediately; from another process, as soon as the store notices
+        (stores with change notification), else within ``poll`` seconds.
         """
         ctx = active_run.get()
         if ctx is None:
@@ -157,8 +157,7 @@ class Workflow:
         event = self._signal_waiters.setdefault(key, asyncio.Event())
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=poll)
+                await _first_of(event.wait(), store.wait_for_signal(ctx.run_id, name, poll))
                 found, payload = await store.get_signal(ctx.run_id, name)
                 if found:
                     return payload
@@ -271,6 +270,18 @@ class WorkflowFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<durable workflow {self.workflow_id!r}>"
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until one of ``waits`` returns (or raises), then cancel the others."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _require_async(fn: Callable[..., Any], decorator: str) -> None:
