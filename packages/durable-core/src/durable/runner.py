@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, active_run
-from .errors import LeaseLostError, SerializationError
+from .errors import LeaseLostError, RunFailedError, SerializationError
 from .serialization import Unserializable, from_json, return_annotation, to_json
 from .store import RunRecord, Store
 
@@ -119,14 +119,25 @@ class RunExecutor:
             log.error("workflow %s (run %s) failed: %s", flow.workflow_id, run_id, error)
             raise
         except asyncio.CancelledError:
-            await asyncio.shield(store.release_run(run_id, self.owner))
+            await asyncio.shield(self._release_quietly(run_id))
             raise
         finally:
             active_run.reset(token)
             heartbeat.stop()
-        await self._record_result(flow, run_id, result)
+        try:
+            await self._record_result(flow, run_id, result)
+        except BaseException:
+            # Never leave a finished body holding its lease: another caller would wait it out.
+            await asyncio.shield(self._release_quietly(run_id))
+            raise
         log.info("workflow %s (run %s) completed", flow.workflow_id, run_id)
         return result
+
+    async def _release_quietly(self, run_id: str) -> None:
+        try:
+            await self.store.release_run(run_id, self.owner)
+        except Exception:
+            log.warning("run %s: could not release its lease", run_id, exc_info=True)
 
     async def _claim(
         self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
@@ -157,6 +168,12 @@ class RunExecutor:
                 log.info("run %s is executing in %s; waiting for it", run_id, record.owner)
                 waiting_logged = True
             await asyncio.sleep(self.wait_poll)
+            current = await self.store.get_run(run_id)
+            if current is not None and current.status == "failed":
+                raise RunFailedError(
+                    f"run {run_id!r} of workflow {flow.workflow_id!r}, which this call "
+                    f"waited on, failed in {record.owner}: {current.error}"
+                )
 
     async def _record_result(
         self, flow: WorkflowFunction[..., Any], run_id: str, result: Any

@@ -33,15 +33,22 @@ class Unserializable(TypeError):
         super().__init__(f"{self.type_name}{where} has no JSON form")
 
 
-def to_json(value: Any, path: str = "") -> Any:
+def to_json(value: Any) -> Any:
     """Return ``value`` as plain JSON data, or raise :class:`Unserializable`."""
+    try:
+        return _to_json(value, "")
+    except RecursionError:  # a reference cycle, or nesting deeper than JSON can hold
+        raise Unserializable(value, "(a reference cycle, or nesting too deep)") from None
+
+
+def _to_json(value: Any, path: str) -> Any:
     kind: type[object] = type(typing.cast(object, value))
     if kind in _SCALARS:
         return value
     if kind is dict:
-        return {_key(k, path): to_json(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return {_key(k, path): _to_json(v, f"{path}[{k!r}]") for k, v in value.items()}
     if kind is list or kind is tuple:
-        return [to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_to_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
     return _to_json_rich(value, path)
 
 
@@ -55,7 +62,7 @@ def _key(key: Any, path: str) -> str:
 
 def _to_json_rich(value: Any, path: str) -> Any:
     if isinstance(value, enum.Enum):
-        return to_json(value.value, path)
+        return _to_json(value.value, path)
     if isinstance(value, _SCALARS):  # subclasses of str, int ...
         return value
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -67,17 +74,20 @@ def _to_json_rich(value: Any, path: str) -> Any:
     kind: type[object] = type(typing.cast(object, value))
     dump = getattr(value, "model_dump", None)
     if callable(dump) and hasattr(kind, "model_validate"):  # a pydantic model
-        return dump(mode="json")
+        try:
+            return dump(mode="json")
+        except Exception as exc:  # e.g. a field of an arbitrary type
+            raise Unserializable(value, f"{path} ({exc})".strip()) from None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: to_json(getattr(value, f.name), f"{path}.{f.name}")
+            f.name: _to_json(getattr(value, f.name), f"{path}.{f.name}")
             for f in dataclasses.fields(value)
         }
     if isinstance(value, Mapping):
         items = typing.cast("Mapping[Any, Any]", value).items()  # type: ignore[redundant-cast]
-        return {_key(k, path): to_json(v, f"{path}[{k!r}]") for k, v in items}
+        return {_key(k, path): _to_json(v, f"{path}[{k!r}]") for k, v in items}
     if isinstance(value, list | tuple | set | frozenset):
-        return [to_json(v, f"{path}[{i}]") for i, v in enumerate(typing.cast(Any, value))]
+        return [_to_json(v, f"{path}[{i}]") for i, v in enumerate(typing.cast(Any, value))]
     raise Unserializable(value, path)
 
 
@@ -119,7 +129,7 @@ def _build_decoder(annotation: Any) -> _Decoder:
     ):
         return _sequence_decoder(origin, args)
     if origin is dict or (isinstance(origin, type) and issubclass(origin, Mapping)):
-        key = _decoder(args[0]) if args else _identity
+        key = _key_decoder(args[0]) if args else _identity
         val = _decoder(args[1]) if len(args) > 1 else _identity
         return lambda data: {key(k): val(v) for k, v in data.items()}
     if origin is not None or not isinstance(annotation, type):
@@ -152,12 +162,26 @@ def _class_decoder(cls: type[Any]) -> _Decoder:
     return _identity
 
 
+def _key_decoder(annotation: Any) -> _Decoder:
+    """JSON keys are strings: turn them back into the int, UUID or enum keys they were."""
+    if annotation is int:
+        return int
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        enum_type: type[enum.Enum] = annotation
+        by_text = {str(member.value): member for member in enum_type}
+        return lambda key: by_text[key]
+    return _decoder(annotation)
+
+
 def _union_decoder(members: tuple[Any, ...]) -> _Decoder:
     options = [m for m in members if m is not type(None)]
     if len(options) == 1:
-        return _decoder(options[0])
+        only = _decoder(options[0])
+        return lambda data: None if data is None else only(data)
 
     def decode(data: Any) -> Any:
+        if data is None:
+            return None
         for option in options:
             if isinstance(option, type) and type(data) is option:
                 return data

@@ -150,18 +150,17 @@ class Workflow:
                 f"wf.signal({name!r}) must be awaited inside a running workflow"
             )
         store = ctx.store
-        found, payload = await store.get_signal(ctx.run_id, name)
-        if found:
-            return payload
         key = (ctx.run_id, name)
+        # Listen before looking: complete() stores the payload before it sets the event,
+        # so clearing the event and then reading the store can miss nothing.
         event = self._signal_waiters.setdefault(key, asyncio.Event())
         try:
             while True:
-                await _first_of(event.wait(), store.wait_for_signal(ctx.run_id, name, poll))
+                event.clear()
                 found, payload = await store.get_signal(ctx.run_id, name)
                 if found:
                     return payload
-                event.clear()
+                await _first_of(event.wait(), store.wait_for_signal(ctx.run_id, name, poll))
         finally:
             if self._signal_waiters.get(key) is event:
                 del self._signal_waiters[key]

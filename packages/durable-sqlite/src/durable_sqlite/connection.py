@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -110,7 +111,7 @@ class Database:
     def _configure(self, conn: sqlite3.Connection, busy_ms: int) -> None:
         conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
         if not self.read_only and not self.in_memory:
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn, self.busy_timeout)
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         # Checkpoints run in the background (see _maybe_checkpoint), never inside a commit.
         conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -228,6 +229,25 @@ class Database:
                 await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except Exception:
             log.debug("background WAL checkpoint of %s failed", self.path, exc_info=True)
+
+
+def _enable_wal(conn: sqlite3.Connection, patience: float) -> None:
+    """Switch the file to WAL mode, once. Runs in a thread: it may sleep.
+
+    Changing the journal mode needs a lock that the busy handler does not wait for, so
+    a file that another process is setting up at this moment is retried by hand.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _rows(rows: Any) -> list[Row]:

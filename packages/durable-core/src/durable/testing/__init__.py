@@ -56,6 +56,13 @@ raise it for stores whose clock has a coarser resolution), ``concurrency`` (20; 
 racing in the concurrency tests) and ``timeout_seconds`` (30; the longest a test body
 may run before it fails as hung).
 
+Extra tests of your own can use the same harness: decorate ``async def test_x(self,
+store)`` with :func:`store_test` (optionally naming the capabilities it needs, or
+``set_up=False`` to get the store before ``setup()``), and use
+``self.open_store_again()``, ``self.set_up_store(store)``, ``self.close_store(store)``
+and ``self.make_workflow(store)`` in its body; everything they open is closed after
+the test. ``self.run_store_test(body)`` runs such a body from a plain method.
+
 The checks, by group: steps (round trip, falsy/unicode/nested/1 MB values, overwrite,
 isolation, ``load_steps``), signals (first write wins, falsy payloads, isolation,
 concurrent delivery), run records (claims and leases, ``finish_run``, ``get_run``,
@@ -72,6 +79,6 @@ import pytest
 # rewrite them so that a failure shows the values compared.
 pytest.register_assert_rewrite("durable.testing.contract")
 
-from .contract import Capability, StoreContract  # noqa: E402
+from .contract import Capability, StoreContract, store_test  # noqa: E402
 
-__all__ = ["Capability", "StoreContract"]
+__all__ = ["Capability", "StoreContract", "store_test"]
