@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from durable import LeaseLostError, Workflow
+from durable import LeaseLostError, RunFailedError, Workflow
 
 
 class Crash(Exception):
@@ -206,6 +206,37 @@ async def test_two_owners_on_one_store_wait_for_the_lease(make_wf, wait_until) -
     result_b = await asyncio.wait_for(b, 5)
     assert result_a == result_b == {"total": 2}
     assert counts == {"body": 1, "first_step": 1, "second_step": 1}
+
+
+async def test_a_caller_waiting_on_another_owner_gets_its_failure(make_wf, wait_until) -> None:
+    """Both callers get the one outcome: the waiter does not re-run a failed run."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+    bodies = Counter[str]()
+
+    def define(wf: Workflow):
+        @wf.workflow(id="r")
+        async def flow() -> int:
+            bodies["flow"] += 1
+            started.set()
+            await release.wait()
+            raise Crash("card declined")
+
+        return flow
+
+    wf_a, wf_b = make_wf(), make_wf()
+    for owner in (wf_a, wf_b):
+        await owner.get_run("r")
+    a = asyncio.create_task(define(wf_a)())
+    await started.wait()
+    b = asyncio.create_task(define(wf_b)())
+    await asyncio.sleep(0.3)
+    release.set()
+    with pytest.raises(Crash):
+        await asyncio.wait_for(a, 5)
+    with pytest.raises(RunFailedError, match="card declined"):
+        await asyncio.wait_for(b, 5)
+    assert bodies == {"flow": 1}
 
 
 async def test_two_owners_started_together_execute_each_step_once(make_wf) -> None:
