@@ -15,6 +15,7 @@ import re
 import typing
 from collections.abc import Callable
 from importlib import metadata
+from urllib.parse import quote
 
 from .errors import PluginConflictError, PluginLoadError, UnknownStoreError
 from .memory import InMemoryStore
@@ -61,7 +62,7 @@ def resolve_store(db: str | os.PathLike[str] | Store) -> Store:
         raise TypeError(f"db= takes a Store, a URL or a file path, not {type(db).__name__}")
     match = _URL.match(db)
     if match is None:
-        return store_factory("sqlite")(f"sqlite:///{db}")
+        return store_factory("sqlite")(f"sqlite:///{quote(db)}")
     return store_factory(match["scheme"].lower())(db)
 
 

@@ -124,6 +124,11 @@ class RunExecutor:
         finally:
             active_run.reset(token)
             heartbeat.stop()
+        if ctx.lease_lost:
+            raise LeaseLostError(
+                f"run {run_id!r} was taken over by another owner before it finished here; "
+                "its outcome is theirs to record"
+            )
         try:
             await self._record_result(flow, run_id, result)
         except BaseException:

@@ -43,6 +43,7 @@ class RunRecord:
     owner: str | None = None
     #: Epoch seconds until which ``owner`` holds the run.
     lease_expires_at: float | None = None
+    #: Timezone-aware (UTC) times of the record's creation and last change.
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
 
@@ -83,7 +84,11 @@ class Store(ABC):
 
     @abstractmethod
     async def setup(self) -> None:
-        """Prepare the store (connect, create tables). Called once before first use."""
+        """Prepare the store (connect, create tables) before first use.
+
+        Must be idempotent and safe to call concurrently: every ``Workflow`` sharing
+        the store calls it, and it is called again after :meth:`close`.
+        """
 
     @abstractmethod
     async def get_step(self, run_id: str, step_id: str) -> tuple[bool, Any]:
@@ -112,7 +117,7 @@ class Store(ABC):
     # -- capabilities with defaults -------------------------------------------------
 
     async def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
-        """Release connections. The store may be set up again afterwards."""
+        """Release connections; calling it twice is harmless. :meth:`setup` may follow."""
 
     async def load_steps(self, run_id: str) -> Mapping[str, Any] | None:
         """All completed steps of a run in one call, or None when not supported.
@@ -161,7 +166,11 @@ class Store(ABC):
         has_result: bool = False,
         error: str | None = None,
     ) -> None:
-        """Record a run's outcome and release its lease."""
+        """Record a run's outcome and release its lease.
+
+        Ignored when another owner holds the run (it was taken over, and the new owner
+        records the outcome); ``owner=""`` (the seed's ``mark_run_*``) always applies.
+        """
         if status == "completed":
             await self.mark_run_done(run_id)
         else:
@@ -172,8 +181,9 @@ class Store(ABC):
         ``max_wait`` seconds, whichever comes first.
 
         The engine checks :meth:`get_signal` after every return, so waking early is
-        harmless. The default sleeps the whole timeout (polling); a store with change
-        notification (pub/sub, LISTEN/NOTIFY) returns as soon as the signal is set.
+        harmless, and cancels the wait when the run ends, so it must stop promptly when
+        cancelled. The default sleeps the whole ``max_wait`` (polling); a store with
+        change notification (pub/sub, LISTEN/NOTIFY) returns as soon as the signal is set.
         """
         await asyncio.sleep(max_wait)
 

@@ -226,7 +226,9 @@ class Database:
     async def _run_checkpoint(self) -> None:
         try:
             async with self._patient_turn() as conn:
-                await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                # RESTART, not PASSIVE: under steady writes a passive checkpoint never
+                # catches up, and the WAL file would grow without bound.
+                await conn.execute("PRAGMA wal_checkpoint(RESTART)")
         except Exception:
             log.debug("background WAL checkpoint of %s failed", self.path, exc_info=True)
 

@@ -79,18 +79,30 @@ def _to_v1(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1]
 
 
-class NewerSchemaError(Exception):
-    """The file was written by a newer durable-sqlite than this one."""
+class SchemaError(Exception):
+    """The file's schema is not one this version can use as it is."""
+
+
+def check_version(conn: sqlite3.Connection, *, read_only: bool = False) -> int:
+    """The file's schema version, refused when this package cannot use it as it is."""
+    found: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise SchemaError(
+            f"schema version {found} is newer than this durable-sqlite knows "
+            f"({SCHEMA_VERSION}); upgrade durable-sqlite"
+        )
+    # Only a read-write open migrates; a read-only one must not misread older data.
+    if read_only and found < SCHEMA_VERSION:
+        raise SchemaError(
+            f"schema version {found} is older than this durable-sqlite's ({SCHEMA_VERSION}); "
+            "open the file read-write once to migrate it"
+        )
+    return found
 
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to :data:`SCHEMA_VERSION`; return the version found."""
-    found: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found > SCHEMA_VERSION:
-        raise NewerSchemaError(
-            f"schema version {found} is newer than this durable-sqlite knows "
-            f"({SCHEMA_VERSION}); upgrade durable-sqlite"
-        )
+    found = check_version(conn)
     for version in range(found, SCHEMA_VERSION):
         MIGRATIONS[version](conn)
     if found != SCHEMA_VERSION:

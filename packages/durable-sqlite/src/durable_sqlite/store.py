@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -15,7 +16,7 @@ from durable.errors import StoreError
 from durable.store import RunClaim, RunRecord, RunStatus, Store
 
 from .connection import Database, Params, Row, Tx
-from .schema import NewerSchemaError, migrate
+from .schema import SchemaError, check_version, migrate
 
 T = TypeVar("T")
 Durability = Literal["normal", "full"]
@@ -77,6 +78,7 @@ class SQLiteStore(Store):
             busy_timeout=busy_timeout,
             read_only=read_only,
         )
+        self._opening: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -108,18 +110,28 @@ class SQLiteStore(Store):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        if self._db.is_open:
-            return
+        # Every Workflow sharing this store sets it up: one opening serves them all.
+        loop = asyncio.get_running_loop()
+        opening = self._opening
+        if opening is None or opening.get_loop() is not loop or _failed(opening):
+            if self._db.is_open:
+                return
+            opening = self._opening = loop.create_task(self._open())
+        await asyncio.shield(opening)
+
+    async def _open(self) -> None:
         try:
             await self._db.open(self._prepare)
-        except NewerSchemaError as exc:
+        except SchemaError as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
+        except OSError as exc:
+            raise StoreError(f"SQLite store {self.path}: could not open: {exc}") from exc
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         if self._db.read_only:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            check_version(conn, read_only=True)
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -130,6 +142,7 @@ class SQLiteStore(Store):
             raise
 
     async def close(self) -> None:
+        self._opening = None
         await self._db.close()
 
     # -- steps ------------------------------------------------------------------------------
@@ -317,6 +330,10 @@ class SQLiteStore(Store):
         elif "readonly" in text:
             text = "the database is read-only"
         return StoreError(f"SQLite store {self.path}: could not {what}: {text}")
+
+
+def _failed(task: asyncio.Task[None]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
 
 
 def _record(row: Row) -> RunRecord:

@@ -25,6 +25,11 @@ the store, runs the test, and calls ``close()`` on every store it set up, also w
 the test failed. The end-to-end tests hand the store to a :class:`~durable.Workflow`
 instead, which sets it up and closes it itself.
 
+Beyond the docstrings of :class:`~durable.Store`, the suite checks what the engine
+relies on: ``setup()`` may be called again on a store that is set up, also twice at
+once (every :class:`~durable.Workflow` sets up its store, and two may share one), and
+``close()`` may be called twice; a cancelled ``wait_for_signal`` stops at once.
+
 ``make_store()`` must return a store on *empty* data each test. ``self.tmp_path`` is
 a fresh directory per test (pytest's ``tmp_path``), handy for file databases; a
 server-backed store can use its name as a unique prefix or database name, or flush
@@ -50,6 +55,11 @@ Capability flags (class attributes; override the ones your store differs in):
     after it was closed. Enables the persistence tests and the tests that race two
     store objects, as two processes would. True for SQLite and Redis, False for
     :class:`~durable.InMemoryStore`.
+``notifies_signals = False``
+    ``wait_for_signal`` returns as soon as the signal it waits for is delivered (pub/sub,
+    LISTEN/NOTIFY ...), also when delivered through another store object on the same
+    data, rather than only after its timeout. Enables the wake-up tests, and makes the
+    end-to-end signal test wait without polling.
 
 Tuning knobs: ``short_lease_seconds`` (0.05; the lease used by the lease-expiry tests,
 raise it for stores whose clock has a coarser resolution), ``concurrency`` (20; tasks
@@ -65,10 +75,10 @@ the test. ``self.run_store_test(body)`` runs such a body from a plain method.
 
 The checks, by group: steps (round trip, falsy/unicode/nested/1 MB values, overwrite,
 isolation, ``load_steps``), signals (first write wins, falsy payloads, isolation,
-concurrent delivery), run records (claims and leases, ``finish_run``, ``get_run``,
-``list_runs``, the seed's ``mark_run_done``/``mark_run_failed``, concurrent claims),
-persistence, ``close()`` then ``setup()``, and end-to-end runs through the engine
-(replay, resuming a failed run, signals waking a waiting workflow).
+concurrent delivery, ``wait_for_signal``), run records (claims and leases,
+``finish_run``, ``get_run``, ``list_runs``, the seed's ``mark_run_done`` and
+``mark_run_failed``, concurrent claims), persistence, set-up and close, and end-to-end
+runs through the engine (replay, resuming a failed run, signals waking a workflow).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from ..errors import UnsupportedOperation
 from ..store import RunClaim, RunRecord, Store
 from ..workflow import Workflow
 
-Capability = Literal["records_runs", "persistent", "loads_steps"]
+Capability = Literal["records_runs", "loads_steps", "persistent", "notifies_signals"]
 """The name of a capability flag of :class:`StoreContract`."""
 
 _C = TypeVar("_C", bound="StoreContract")
@@ -103,6 +103,8 @@ class StoreContract:
     loads_steps: ClassVar[bool] = True
     #: Another store on the same backing data sees the same data.
     persistent: ClassVar[bool] = False
+    #: ``wait_for_signal`` returns as soon as the signal is delivered (not only by timeout).
+    notifies_signals: ClassVar[bool] = False
     #: The lease, in seconds, of the tests that wait for one to expire.
     short_lease_seconds: ClassVar[float] = 0.05
     #: How many tasks race in the concurrency tests.
@@ -425,6 +427,72 @@ class StoreContract:
         assert len(winners) == 1, f"set_signal returned True {len(winners)} times"
         assert all(r is False for i, r in enumerate(results) if i != winners[0])
         assert await store.get_signal("run-1", "go") == (True, winners[0])
+
+    # -- waiting for signals ----------------------------------------------------------
+
+    @store_test()
+    async def test_wait_for_signal_returns_by_max_wait(self, store: Store) -> None:
+        """``wait_for_signal`` of a signal never delivered returns after about ``max_wait``."""
+        started = time.monotonic()
+        await store.wait_for_signal("run-1", "approval", 0.1)
+        assert time.monotonic() - started < 5.0
+        assert await store.get_signal("run-1", "approval") == (False, None)
+
+    @store_test()
+    async def test_wait_for_signal_can_be_cancelled(self, store: Store) -> None:
+        """A cancelled ``wait_for_signal`` stops at once and leaves the store working.
+
+        The engine waits for a signal and for an in-process wake-up at once, and cancels
+        whichever did not finish.
+        """
+        for _ in range(3):
+            waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "go", 600.0))
+            await asyncio.sleep(0.05)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(waiter, 5.0)
+        assert await store.set_signal("run-1", "go", 1) is True
+        assert await store.get_signal("run-1", "go") == (True, 1)
+        await asyncio.wait_for(store.wait_for_signal("run-1", "other", 0.05), 5.0)
+
+    @store_test("notifies_signals")
+    async def test_wait_for_signal_wakes_on_delivery(self, store: Store) -> None:
+        """A waiter returns soon after its signal is delivered, long before ``max_wait``."""
+        waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "go", 600.0))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        await store.set_signal("run-1", "other", 1)
+        await store.set_signal("run-2", "go", 1)
+        assert await store.set_signal("run-1", "go", {"ok": True}) is True
+        await asyncio.wait_for(waiter, 5.0)
+        assert await store.get_signal("run-1", "go") == (True, {"ok": True})
+
+    @store_test("notifies_signals")
+    async def test_wait_for_signal_wakes_many_waiters(self, store: Store) -> None:
+        """Every task waiting on one signal wakes when it is delivered."""
+        waiters = [
+            asyncio.ensure_future(store.wait_for_signal("run-1", "go", 600.0))
+            for _ in range(self.concurrency)
+        ]
+        await asyncio.sleep(0.1)
+        assert await store.set_signal("run-1", "go", 0) is True
+        await asyncio.wait_for(asyncio.gather(*waiters), 5.0)
+
+    @store_test("notifies_signals")
+    async def test_wait_for_signal_already_delivered_returns(self, store: Store) -> None:
+        """Waiting for a signal delivered before the wait began returns at once."""
+        assert await store.set_signal("run-1", "go", None) is True
+        await asyncio.wait_for(store.wait_for_signal("run-1", "go", 600.0), 5.0)
+
+    @store_test("notifies_signals", "persistent")
+    async def test_wait_for_signal_wakes_across_stores(self, store: Store) -> None:
+        """A delivery through another store object on the same data wakes the waiter."""
+        other = await self.open_store_again()
+        waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "go", 600.0))
+        await asyncio.sleep(0.1)
+        assert await other.set_signal("run-1", "go", "from elsewhere") is True
+        await asyncio.wait_for(waiter, 5.0)
+        assert await store.get_signal("run-1", "go") == (True, "from elsewhere")
 
     # -- the seed's run methods and the permissive defaults --------------------------
 
@@ -1098,6 +1166,30 @@ class StoreContract:
         assert await wf.complete("gate-1", "second", None) is True
         assert await wf.complete("gate-1", "second", "late") is False
         assert await asyncio.wait_for(gate(1), 10) == [0, None]
+
+    @store_test(set_up=False)
+    async def test_engine_signal_from_another_workflow(self, store: Store) -> None:
+        """A signal delivered by another workflow (another process) reaches the waiter.
+
+        With ``persistent`` the sender uses another store object on the same data. The
+        waiter polls every 0.2 s, or, with ``notifies_signals``, only every 600 s: then the
+        store's notification must wake it.
+        """
+        poll = 600.0 if self.notifies_signals else 0.2
+        receiver = self.make_workflow(store)
+        sender = self.make_workflow(await self.reopen_store() if self.persistent else store)
+        waiting = asyncio.Event()
+
+        @receiver.workflow(id="inbox-{n}")
+        async def inbox(n: int) -> Any:
+            waiting.set()
+            return await receiver.signal("mail", poll=poll)
+
+        run = asyncio.create_task(inbox(1))
+        await asyncio.wait_for(waiting.wait(), 10)
+        await asyncio.sleep(0.1)
+        assert await sender.complete("inbox-1", "mail", {"from": "sender"}) is True
+        assert await asyncio.wait_for(run, 10) == {"from": "sender"}
 
     @store_test("records_runs", set_up=False)
     async def test_engine_one_run_from_two_workflows_executes_once(self, store: Store) -> None:
