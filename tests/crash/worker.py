@@ -22,7 +22,8 @@ STEPS = 40
 def main() -> None:
     db, ledger = sys.argv[1], sys.argv[2]
     pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.05
-    wf = Workflow("crash", db=db, default_retries=0)
+    # Killed again and again on purpose: never dead-letter this run.
+    wf = Workflow("crash", db=db, default_retries=0, max_recoveries=1000)
 
     @wf.task
     async def square(i: int) -> dict[str, int]:

@@ -31,18 +31,21 @@ from .errors import (
     PluginConflictError,
     PluginError,
     PluginLoadError,
+    RunCancelledError,
     RunFailedError,
     SerializationError,
+    SignalTimeoutError,
     StoreError,
     SyncFunctionError,
     UnknownStoreError,
     UnsupportedOperation,
 )
+from .flows import WorkflowFunction
 from .memory import InMemoryStore
 from .plugins import register_store
-from .store import RunClaim, RunRecord, RunStatus, Store
+from .store import RunClaim, RunRecord, RunStatus, SignalRecord, StepRecord, Store
 from .task import Task
-from .workflow import Workflow, WorkflowFunction
+from .workflow import Workflow
 
 if TYPE_CHECKING:
     from durable_sqlite import SQLiteStore as SQLiteStore
@@ -91,12 +94,16 @@ __all__ = [
     "PluginConflictError",
     "PluginError",
     "PluginLoadError",
+    "RunCancelledError",
     "RunClaim",
     "RunContext",
     "RunFailedError",
     "RunRecord",
     "RunStatus",
     "SerializationError",
+    "SignalRecord",
+    "SignalTimeoutError",
+    "StepRecord",
     "Store",
     "StoreError",
     "SyncFunctionError",

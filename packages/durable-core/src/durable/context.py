@@ -6,9 +6,14 @@ task called outside any workflow simply finds none and runs as a plain call.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .errors import RunCancelledError
 
 if TYPE_CHECKING:
     from .store import Store
@@ -26,7 +31,10 @@ class RunContext:
     loaded_steps: dict[str, Any] | None = field(default=None, repr=False)
     #: Set when another owner took the run over; the next step stops the run.
     lease_lost: bool = field(default=False, repr=False)
+    #: Set when the run was asked to stop (``Workflow.cancel``).
+    cancel_requested: bool = field(default=False, repr=False)
     _counters: dict[str, int] = field(default_factory=dict[str, int], repr=False)
+    _interrupt: asyncio.Event | None = field(default=None, repr=False)
 
     def next_step_id(self, name: str) -> str:
         """Step ids in call order: ``name``, ``name#1``, ``name#2`` ..."""
@@ -43,9 +51,41 @@ class RunContext:
         return False, None
 
     async def record_step(self, step_id: str, value: Any, attempt: int) -> None:
-        await self.store.set_step(self.run_id, step_id, value, attempt)
+        """Checkpoint a step; a cancellation the store reports stops the run next."""
+        go_on = await self.store.checkpoint_step(self.run_id, step_id, value, attempt)
         if self.loaded_steps is not None:
             self.loaded_steps[step_id] = value
+        if not go_on:
+            self.request_cancel()
+
+    def request_cancel(self) -> None:
+        """Stop the run at its next step boundary, and wake it if it is waiting."""
+        self.cancel_requested = True
+        if self._interrupt is not None:
+            self._interrupt.set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancel_requested:
+            raise RunCancelledError(f"run {self.run_id!r} was cancelled")
+
+    async def pause_until(self, deadline: float) -> None:
+        """Sleep until the epoch time ``deadline``; a cancellation cuts it short."""
+        self.raise_if_cancelled()
+        if self._interrupt is None:
+            self._interrupt = asyncio.Event()
+        remaining = deadline - time.time()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._interrupt.wait(), remaining)
+        self.raise_if_cancelled()
+
+    def interrupted(self) -> asyncio.Event:
+        """An event set when the run is asked to stop (for waits to include)."""
+        if self._interrupt is None:
+            self._interrupt = asyncio.Event()
+            if self.cancel_requested:
+                self._interrupt.set()
+        return self._interrupt
 
 
 active_run: ContextVar[RunContext | None] = ContextVar("durable_active_run", default=None)

@@ -29,7 +29,15 @@ class SerializationError(DurableError, TypeError):
 
 
 class RunFailedError(DurableError):
-    """A run this call waited on finished as failed in another caller."""
+    """The run failed in another caller this call waited on, or was dead-lettered."""
+
+
+class RunCancelledError(DurableError):
+    """The run was cancelled (``Workflow.cancel``); ``Workflow.resume`` runs it again."""
+
+
+class SignalTimeoutError(DurableError, TimeoutError):
+    """``wf.signal(name, timeout=...)`` gave up waiting; the outcome is durable."""
 
 
 class LeaseLostError(DurableError):

@@ -12,17 +12,33 @@ import datetime as dt
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, NamedTuple
 
-from .store import RunClaim, RunRecord, RunStatus, Store, claim_allowed
+from .store import (
+    FinalStatus,
+    RunClaim,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    Store,
+    claim_allowed,
+    counts_as_recovery,
+)
+
+
+class _Saved(NamedTuple):
+    text: str
+    attempt: int
+    at: float
 
 
 class InMemoryStore(Store):
     """Dict-backed store with no persistence and no dependencies (``db="memory://"``)."""
 
     def __init__(self) -> None:
-        self._steps: dict[str, dict[str, str]] = {}
-        self._signals: dict[tuple[str, str], str] = {}
+        self._steps: dict[str, dict[str, _Saved]] = {}
+        self._signals: dict[str, dict[str, _Saved]] = {}
         self._runs: dict[str, RunRecord] = {}
 
     @classmethod
@@ -32,25 +48,51 @@ class InMemoryStore(Store):
     async def setup(self) -> None:
         return None
 
+    # -- steps ------------------------------------------------------------------------
+
     async def get_step(self, run_id: str, step_id: str) -> tuple[bool, Any]:
-        raw = self._steps.get(run_id, {}).get(step_id)
-        return (False, None) if raw is None else (True, json.loads(raw))
+        saved = self._steps.get(run_id, {}).get(step_id)
+        return (False, None) if saved is None else (True, json.loads(saved.text))
 
     async def set_step(self, run_id: str, step_id: str, result: Any, attempt: int = 1) -> None:
-        self._steps.setdefault(run_id, {})[step_id] = json.dumps(result)
+        self._steps.setdefault(run_id, {})[step_id] = _Saved(
+            json.dumps(result), attempt, time.time()
+        )
+
+    async def checkpoint_step(
+        self, run_id: str, step_id: str, result: Any, attempt: int = 1
+    ) -> bool:
+        await self.set_step(run_id, step_id, result, attempt)
+        record = self._runs.get(run_id)
+        return record is None or not record.cancel_requested
 
     async def load_steps(self, run_id: str) -> Mapping[str, Any]:
-        return {sid: json.loads(raw) for sid, raw in self._steps.get(run_id, {}).items()}
+        return {sid: json.loads(saved.text) for sid, saved in self._steps.get(run_id, {}).items()}
+
+    async def list_steps(self, run_id: str) -> Sequence[StepRecord]:
+        return [
+            StepRecord(sid, json.loads(saved.text), saved.attempt, _stamp(saved.at))
+            for sid, saved in self._steps.get(run_id, {}).items()
+        ]
+
+    # -- signals ----------------------------------------------------------------------
 
     async def get_signal(self, run_id: str, name: str) -> tuple[bool, Any]:
-        raw = self._signals.get((run_id, name))
-        return (False, None) if raw is None else (True, json.loads(raw))
+        saved = self._signals.get(run_id, {}).get(name)
+        return (False, None) if saved is None else (True, json.loads(saved.text))
 
     async def set_signal(self, run_id: str, name: str, payload: Any) -> bool:
-        if (run_id, name) in self._signals:
+        signals = self._signals.setdefault(run_id, {})
+        if name in signals:
             return False
-        self._signals[(run_id, name)] = json.dumps(payload)
+        signals[name] = _Saved(json.dumps(payload), 1, time.time())
         return True
+
+    async def list_signals(self, run_id: str) -> Sequence[SignalRecord]:
+        return [
+            SignalRecord(name, json.loads(saved.text), _stamp(saved.at))
+            for name, saved in self._signals.get(run_id, {}).items()
+        ]
 
     # -- run records ------------------------------------------------------------------
 
@@ -69,18 +111,20 @@ class InMemoryStore(Store):
         if not claim_allowed(record, owner=owner, now=now, takeover_from=takeover_from):
             assert record is not None
             return RunClaim(False, record)
-        stamp = _stamp(now)
+        recovered = counts_as_recovery(record, owner)
         if record is None:
-            record = RunRecord(run_id, workflow, "running", inputs=_copy(inputs), created_at=stamp)
-        record = dataclasses.replace(
+            record = RunRecord(
+                run_id, workflow, "running", inputs=_copy(inputs), created_at=_stamp(now)
+            )
+        record = self._runs[run_id] = dataclasses.replace(
             record,
             status="running",
             error=None,
             owner=owner,
             lease_expires_at=now + lease_seconds,
-            updated_at=stamp,
+            updated_at=_stamp(now),
+            recoveries=record.recoveries + recovered,
         )
-        self._runs[run_id] = record
         return RunClaim(True, record)
 
     async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
@@ -101,7 +145,7 @@ class InMemoryStore(Store):
         self,
         run_id: str,
         owner: str,
-        status: Literal["completed", "failed"],
+        status: FinalStatus,
         *,
         result: Any = None,
         has_result: bool = False,
@@ -120,6 +164,7 @@ class InMemoryStore(Store):
             owner=None,
             lease_expires_at=None,
             updated_at=_stamp(now),
+            cancel_requested=False,
         )
 
     async def mark_run_done(self, run_id: str) -> None:
@@ -127,6 +172,40 @@ class InMemoryStore(Store):
 
     async def mark_run_failed(self, run_id: str, error: str) -> None:
         await self.finish_run(run_id, "", "failed", error=error)
+
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        record = self._runs.get(run_id)
+        if record is None or record.status not in ("running", "failed"):
+            return record
+        now = time.time()
+        executing = (
+            record.status == "running"
+            and record.owner is not None
+            and (record.lease_expires_at or 0) > now
+        )
+        record = self._runs[run_id] = dataclasses.replace(
+            record,
+            status="running" if executing else "cancelled",
+            cancel_requested=executing,
+            error=record.error if executing else "cancelled",
+            updated_at=_stamp(now),
+        )
+        return record
+
+    async def reopen_run(self, run_id: str) -> RunRecord | None:
+        record = self._runs.get(run_id)
+        if record is None or record.status not in ("failed", "cancelled", "dead"):
+            return record
+        record = self._runs[run_id] = dataclasses.replace(
+            record,
+            status="running",
+            owner=None,
+            lease_expires_at=None,
+            cancel_requested=False,
+            recoveries=0,
+            updated_at=_stamp(time.time()),
+        )
+        return record
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
@@ -144,6 +223,20 @@ class InMemoryStore(Store):
             if status in (None, run.status) and workflow in (None, run.workflow)
         ]
         return runs[:limit]
+
+    async def delete_runs(self, *, finished_before: float, statuses: Sequence[RunStatus]) -> int:
+        doomed = [
+            run_id
+            for run_id, run in self._runs.items()
+            if run.status in statuses
+            and run.updated_at is not None
+            and run.updated_at.timestamp() < finished_before
+        ]
+        for run_id in doomed:
+            del self._runs[run_id]
+            self._steps.pop(run_id, None)
+            self._signals.pop(run_id, None)
+        return len(doomed)
 
 
 def _copy(value: Any) -> Any:

@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, active_run
-from .errors import LeaseLostError, RunFailedError, SerializationError
+from .errors import LeaseLostError, RunCancelledError, RunFailedError, SerializationError
 from .serialization import Unserializable, from_json, return_annotation, to_json
-from .store import RunRecord, Store
+from .store import RunClaim, RunRecord, Store
 
 if TYPE_CHECKING:
-    from .workflow import WorkflowFunction
+    from .flows import WorkflowFunction
 
 log = logging.getLogger("durable")
 
@@ -45,12 +45,22 @@ def owner_is_dead(owner: str | None) -> bool:
 class RunExecutor:
     """Runs workflows of one :class:`~durable.Workflow` against its store."""
 
-    def __init__(self, store: Store, owner: str, lease_seconds: float, wait_poll: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        *,
+        lease_seconds: float,
+        wait_poll: float,
+        max_recoveries: int,
+    ) -> None:
         self.store = store
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.wait_poll = wait_poll
+        self.max_recoveries = max_recoveries
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._contexts: dict[str, RunContext] = {}
         self._setup: asyncio.Task[None] | None = None
         self._ready = False
 
@@ -101,18 +111,24 @@ class RunExecutor:
     async def _execute(
         self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
     ) -> Any:
-        record = await self._claim(flow, run_id, args, kwargs)
-        if record is not None:  # completed before: its recorded result is the answer
-            return flow.rebuild_result(record.result, run_id)
+        claim = await self._claim(flow, run_id, args, kwargs)
+        if not claim.acquired:  # completed before: its recorded result is the answer
+            return flow.rebuild_result(claim.record.result, run_id)
+        await self._refuse_if_stopped(claim.record)
         store = self.store
         steps = await store.load_steps(run_id)
         ctx = RunContext(run_id, flow.workflow_id, store, None if steps is None else dict(steps))
         heartbeat = _Heartbeat(self, ctx)
+        self._contexts[run_id] = ctx
         token = active_run.set(ctx)
         try:
             result = await flow.fn(*args, **kwargs)
         except LeaseLostError:
             raise  # the new owner records the outcome
+        except RunCancelledError:
+            await store.finish_run(run_id, self.owner, "cancelled", error="cancelled")
+            log.info("workflow %s (run %s) cancelled", flow.workflow_id, run_id)
+            raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             await store.finish_run(run_id, self.owner, "failed", error=error)
@@ -124,6 +140,7 @@ class RunExecutor:
         finally:
             active_run.reset(token)
             heartbeat.stop()
+            del self._contexts[run_id]
         if ctx.lease_lost:
             raise LeaseLostError(
                 f"run {run_id!r} was taken over by another owner before it finished here; "
@@ -138,6 +155,28 @@ class RunExecutor:
         log.info("workflow %s (run %s) completed", flow.workflow_id, run_id)
         return result
 
+    def cancel_here(self, run_id: str) -> bool:
+        """Ask a run executing in this process to stop at its next step boundary."""
+        ctx = self._contexts.get(run_id)
+        if ctx is not None:
+            ctx.request_cancel()
+        return ctx is not None
+
+    async def _refuse_if_stopped(self, record: RunRecord) -> None:
+        """A run claimed while it was asked to stop, or crashing too often, ends here."""
+        run_id = record.run_id
+        if record.cancel_requested:
+            await self.store.finish_run(run_id, self.owner, "cancelled", error="cancelled")
+            raise RunCancelledError(f"run {run_id!r} was cancelled")
+        if record.recoveries > self.max_recoveries:
+            error = (
+                f"dead-lettered: its process ended mid-run {record.recoveries} times "
+                f"(more than max_recoveries={self.max_recoveries})"
+            )
+            await self.store.finish_run(run_id, self.owner, "dead", error=error)
+            log.error("run %s %s", run_id, error)
+            raise RunFailedError(f"run {run_id!r} was {error}; wf.resume() runs it again")
+
     async def _release_quietly(self, run_id: str) -> None:
         try:
             await self.store.release_run(run_id, self.owner)
@@ -146,8 +185,8 @@ class RunExecutor:
 
     async def _claim(
         self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
-    ) -> RunRecord | None:
-        """Own the run, or return its record when it already completed with a result."""
+    ) -> RunClaim:
+        """Own the run, or return the refused claim of a run that completed with a result."""
         inputs = flow.inputs_of(args, kwargs)
         takeover: str | None = None
         waiting_logged = False
@@ -160,11 +199,10 @@ class RunExecutor:
                 lease_seconds=self.lease_seconds,
                 takeover_from=takeover,
             )
-            if claim.acquired:
-                return None
             record = claim.record
-            if record.status == "completed":
-                return record
+            if claim.acquired or record.status == "completed":
+                return claim
+            _raise_if_ended(record)
             if owner_is_dead(record.owner):
                 log.warning("run %s: its owner %s is gone; taking it over", run_id, record.owner)
                 takeover = record.owner
@@ -223,12 +261,33 @@ class _Heartbeat:
             log.error("run %s: another owner took it over; stopping here", ctx.run_id)
             ctx.lease_lost = True
             return
+        await self._notice_cancellation()
         self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)
+
+    async def _notice_cancellation(self) -> None:
+        # A run waiting (sleep, signal) takes no step that would report a cancellation.
+        try:
+            record = await self._executor.store.get_run(self._ctx.run_id)
+        except Exception:
+            return
+        if record is not None and record.cancel_requested:
+            self._ctx.request_cancel()
 
     def stop(self) -> None:
         self._handle.cancel()
         if self._renewal is not None:
             self._renewal.cancel()
+
+
+def _raise_if_ended(record: RunRecord) -> None:
+    if record.status == "cancelled":
+        raise RunCancelledError(
+            f"run {record.run_id!r} was cancelled; wf.resume({record.run_id!r}) runs it again"
+        )
+    if record.status == "dead":
+        raise RunFailedError(
+            f"run {record.run_id!r} was {record.error}; wf.resume({record.run_id!r}) runs it again"
+        )
 
 
 def _failed(task: asyncio.Task[None]) -> bool:

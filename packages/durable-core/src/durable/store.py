@@ -15,66 +15,22 @@ a store encodes them with ``json.dumps`` and returns them decoded with ``json.lo
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from .errors import UnsupportedOperation
-
-RunStatus = Literal["running", "completed", "failed"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("running", "completed", "failed")
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """What a store knows about one run."""
-
-    run_id: str
-    workflow: str
-    status: RunStatus
-    inputs: Any = None
-    result: Any = None
-    #: False when the workflow returned a value that could not be stored: a later
-    #: call runs the body again with every step replayed.
-    has_result: bool = False
-    error: str | None = None
-    owner: str | None = None
-    #: Epoch seconds until which ``owner`` holds the run.
-    lease_expires_at: float | None = None
-    #: Timezone-aware (UTC) times of the record's creation and last change.
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunClaim:
-    """The outcome of :meth:`Store.claim_run`.
-
-    ``acquired`` means the caller now owns the run and may execute it. Otherwise
-    ``record`` says why not: the run completed, or another owner's lease is live.
-    """
-
-    acquired: bool
-    record: RunRecord
-
-
-def claim_allowed(
-    record: RunRecord | None, *, owner: str, now: float, takeover_from: str | None = None
-) -> bool:
-    """The rule of :meth:`Store.claim_run`, for stores that decide it in Python."""
-    if record is None or record.status == "failed":
-        return True
-    if record.status == "completed":
-        return not record.has_result
-    return (
-        record.owner is None
-        or record.owner == owner
-        or record.owner == takeover_from
-        or record.lease_expires_at is None
-        or record.lease_expires_at <= now
-    )
+from .records import (
+    RUN_STATUSES,
+    FinalStatus,
+    RunClaim,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    claim_allowed,
+    counts_as_recovery,
+)
 
 
 class Store(ABC):
@@ -119,6 +75,19 @@ class Store(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release connections; calling it twice is harmless. :meth:`setup` may follow."""
 
+    async def checkpoint_step(
+        self, run_id: str, step_id: str, result: Any, attempt: int = 1
+    ) -> bool:
+        """Record a step like :meth:`set_step`, and say whether the run should go on.
+
+        Returns False when cancellation of the run was requested
+        (:meth:`request_cancel`): the engine then stops the run at this step boundary.
+        A store answers in the same round trip as the write; the default writes with
+        :meth:`set_step` and always answers True.
+        """
+        await self.set_step(run_id, step_id, result, attempt)
+        return True
+
     async def load_steps(self, run_id: str) -> Mapping[str, Any] | None:
         """All completed steps of a run in one call, or None when not supported.
 
@@ -141,8 +110,11 @@ class Store(ABC):
         The claim is granted when the run is new, failed, completed without a stored
         result, owned by ``owner`` already, owned by ``takeover_from`` (an owner the
         caller knows is dead), or when the current owner's lease has expired. It is
-        refused, with the current record, when the run completed with a result or
-        another owner's lease is live. A granted claim sets status ``running``.
+        refused, with the current record, when the run completed with a result, was
+        cancelled or dead-lettered, or another owner's lease is live
+        (:func:`claim_allowed`). A granted claim sets status ``running``, and adds one
+        to ``recoveries`` when it takes the run from another owner that left it running
+        (:func:`counts_as_recovery`).
 
         The default, for minimal stores, grants every claim and records nothing.
         """
@@ -160,7 +132,7 @@ class Store(ABC):
         self,
         run_id: str,
         owner: str,
-        status: Literal["completed", "failed"],
+        status: FinalStatus,
         *,
         result: Any = None,
         has_result: bool = False,
@@ -174,7 +146,7 @@ class Store(ABC):
         if status == "completed":
             await self.mark_run_done(run_id)
         else:
-            await self.mark_run_failed(run_id, error or "")
+            await self.mark_run_failed(run_id, error or status)
 
     async def wait_for_signal(self, run_id: str, name: str, max_wait: float) -> None:
         """Return when signal ``name`` of ``run_id`` may have been delivered, or after
@@ -190,6 +162,40 @@ class Store(ABC):
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None when unknown or when the store keeps no records."""
         return None
+
+    async def list_steps(self, run_id: str) -> Sequence[StepRecord]:
+        """The run's steps with their attempts and times, oldest first."""
+        steps = await self.load_steps(run_id)
+        if steps is None:
+            raise UnsupportedOperation(f"{type(self).__name__} does not list steps")
+        return [StepRecord(step_id, value) for step_id, value in steps.items()]
+
+    async def list_signals(self, run_id: str) -> Sequence[SignalRecord]:
+        """The run's delivered signals, oldest first."""
+        raise UnsupportedOperation(f"{type(self).__name__} does not list signals")
+
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        """Ask a run to stop; returns its record afterwards, or None if it is unknown.
+
+        A run that is not executing anywhere (failed, or its owner released it) becomes
+        ``cancelled`` at once. A running one gets ``cancel_requested``, which
+        :meth:`checkpoint_step` reports to its owner. Finished runs are left alone.
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} cannot cancel runs")
+
+    async def reopen_run(self, run_id: str) -> RunRecord | None:
+        """Make a failed, cancelled or dead run resumable again.
+
+        It becomes ``running`` with no owner, cancellation and recovery count cleared,
+        so the next claim (a call, ``Workflow.resume`` or a worker's recovery) takes it.
+        Returns the record afterwards, or None if the run is unknown.
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} cannot reopen runs")
+
+    async def delete_runs(self, *, finished_before: float, statuses: Sequence[RunStatus]) -> int:
+        """Delete runs (with their steps and signals) in ``statuses`` last changed
+        before the epoch time ``finished_before``; return how many."""
+        raise UnsupportedOperation(f"{type(self).__name__} cannot delete runs")
 
     async def list_runs(
         self,
@@ -207,7 +213,18 @@ class Store(ABC):
         raise UnsupportedOperation(f"{cls.__name__} cannot be built from a URL ({url!r})")
 
 
-__all__ = ["RUN_STATUSES", "RunClaim", "RunRecord", "RunStatus", "Store", "claim_allowed"]
+__all__ = [
+    "RUN_STATUSES",
+    "FinalStatus",
+    "RunClaim",
+    "RunRecord",
+    "RunStatus",
+    "SignalRecord",
+    "StepRecord",
+    "Store",
+    "claim_allowed",
+    "counts_as_recovery",
+]
 
 
 def __getattr__(name: str) -> Any:

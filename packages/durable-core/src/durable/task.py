@@ -73,6 +73,7 @@ class Task(Generic[P, R]):
         if found:
             log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
             return self._rebuild(value, ctx, sid)
+        ctx.raise_if_cancelled()
         return await self._execute(ctx, sid, args, kwargs)
 
     async def _execute(

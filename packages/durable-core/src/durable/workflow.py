@@ -14,21 +14,26 @@ async def process(order_id: str) -> Receipt:
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
+import datetime as dt
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
+from . import waits
 from .backoff import BackoffStrategy, exponential
-from .context import active_run
+from .context import RunContext, active_run
 from .errors import NotInWorkflowError, SerializationError, SyncFunctionError
-from .ids import RunIdTemplate, default_run_id
+from .flows import WorkflowFunction
+from .operations import RunManager
 from .plugins import DEFAULT_DB, resolve_store
-from .runner import RunExecutor, new_owner_id, rebuild
+from .records import FINAL_STATUSES, RunRecord, RunStatus
+from .runner import RunExecutor, new_owner_id
 from .serialization import Unserializable, to_json
-from .store import RunRecord, Store
+from .store import Store
 from .task import Task
 
 P = ParamSpec("P")
@@ -47,6 +52,8 @@ class Workflow:
         lease_seconds: How long a process holds a run without renewing it. Another
             process calling the same run id waits at most this long after the
             holder dies (at once when the holder was a dead process on this host).
+        max_recoveries: How many times a run may be taken over after its process
+            died mid-run before it is dead-lettered (status ``dead``) instead.
     """
 
     def __init__(
@@ -57,12 +64,20 @@ class Workflow:
         default_backoff: BackoffStrategy = exponential(),  # noqa: B008 - immutable
         *,
         lease_seconds: float = 30.0,
+        max_recoveries: int = 5,
     ) -> None:
         self.name = name
         self.default_retries = default_retries
         self.default_backoff = default_backoff
         self._store = resolve_store(db)
-        self._executor = RunExecutor(self._store, new_owner_id(), lease_seconds, wait_poll=0.2)
+        self._executor = RunExecutor(
+            self._store,
+            new_owner_id(),
+            lease_seconds=lease_seconds,
+            wait_poll=0.2,
+            max_recoveries=max_recoveries,
+        )
+        self._runs = RunManager(self._executor)
         self._signal_waiters: dict[tuple[str, str], asyncio.Event] = {}
 
     @property
@@ -128,42 +143,51 @@ class Workflow:
 
         def decorate(func: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
             _require_async(func, "@wf.workflow")
-            return WorkflowFunction(
+            flow = WorkflowFunction(
                 self.name, self._executor, func, id_template=id, name=name or func.__name__
             )
+            self._runs.register(flow)
+            return flow
 
         return decorate if fn is None else decorate(fn)
 
-    # -- signals --------------------------------------------------------------------
+    # -- durable waits ----------------------------------------------------------------
 
-    async def signal(self, name: str, *, poll: float = 2.0) -> Any:
+    async def signal(
+        self,
+        name: str,
+        *,
+        poll: float = 2.0,
+        timeout: float | None = None,  # noqa: ASYNC109 - a durable deadline, not a scope
+    ) -> Any:
         """Wait durably, inside a workflow, for the signal ``name`` of the current run.
 
         Returns the payload given to :meth:`complete`. A payload already delivered
         (also before a restart) returns at once. Delivery from this process wakes
         the run immediately; from another process, as soon as the store notices
         (stores with change notification), else within ``poll`` seconds.
+
+        With ``timeout`` (seconds), raises :class:`SignalTimeoutError` when no
+        delivery came in time. The deadline is checkpointed, so a resumed run waits
+        only for what is left, and the timeout is final: a later delivery is refused.
         """
-        ctx = active_run.get()
-        if ctx is None:
-            raise NotInWorkflowError(
-                f"wf.signal({name!r}) must be awaited inside a running workflow"
-            )
-        store = ctx.store
+        ctx = _current(f"wf.signal({name!r})")
+        deadline = await waits.signal_deadline(ctx, name, timeout)
         key = (ctx.run_id, name)
-        # Listen before looking: complete() stores the payload before it sets the event,
-        # so clearing the event and then reading the store can miss nothing.
         event = self._signal_waiters.setdefault(key, asyncio.Event())
         try:
-            while True:
-                event.clear()
-                found, payload = await store.get_signal(ctx.run_id, name)
-                if found:
-                    return payload
-                await _first_of(event.wait(), store.wait_for_signal(ctx.run_id, name, poll))
+            return await waits.wait_for_signal(ctx, name, event, poll, deadline)
         finally:
             if self._signal_waiters.get(key) is event:
                 del self._signal_waiters[key]
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep durably inside a workflow: after a restart, only the rest is slept."""
+        await waits.sleep_until(_current("wf.sleep()"), time.time() + seconds)
+
+    async def sleep_until(self, when: dt.datetime) -> None:
+        """Sleep durably until ``when`` (a timezone-aware datetime; naive means local)."""
+        await waits.sleep_until(_current("wf.sleep_until()"), when.timestamp())
 
     async def complete(self, run_id: str, name: str, payload: Any = None) -> bool:
         """Deliver signal ``name`` to ``run_id``: True the first time, False after that.
@@ -186,8 +210,56 @@ class Workflow:
     # -- runs -----------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        """The stored record of a run (None when unknown or the store keeps none)."""
-        return await (await self._executor.ready_store()).get_run(run_id)
+        """A run's record with its steps and signals (None when unknown)."""
+        return await self._runs.get_run(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | WorkflowFunction[..., Any] | None = None,
+        limit: int = 100,
+    ) -> Sequence[RunRecord]:
+        """Runs, newest first; filter by status and workflow (a function or its id)."""
+        if isinstance(workflow, WorkflowFunction):
+            workflow = workflow.workflow_id
+        return await self._runs.list_runs(status, workflow, limit)
+
+    async def cancel(self, run_id: str) -> RunRecord | None:
+        """Cancel a run: it stops at its next step boundary with status ``cancelled``.
+
+        A run not executing anywhere is cancelled at once; a finished one is left
+        alone. Returns the record afterwards (None for an unknown run).
+        """
+        return await self._runs.cancel(run_id)
+
+    async def resume(self, run_id: str) -> Any:
+        """Run a failed, cancelled, dead or interrupted run again, from its checkpoints,
+        with the arguments its record stored; returns its result."""
+        return await self._runs.resume(run_id)
+
+    async def delete_runs(
+        self,
+        *,
+        older_than: dt.timedelta | dt.datetime,
+        status: RunStatus | Sequence[RunStatus] = FINAL_STATUSES,
+    ) -> int:
+        """Delete finished runs (with steps and signals) last changed before
+        ``older_than`` (an age or a time); returns how many. Retention, not undo."""
+        statuses = (status,) if isinstance(status, str) else tuple(status)
+        return await self._runs.delete_runs(older_than, statuses)
+
+    async def recover(self) -> list[str]:
+        """Resume every run of this Workflow's workflows whose owner is gone (a dead
+        process, or a lease that expired), from its stored inputs; wait for them to
+        end and return their run ids. Their outcomes are in their records."""
+        return await self._runs.recover()
+
+    def worker(self, *, poll: float = 5.0) -> contextlib.AbstractAsyncContextManager[None]:
+        """``async with wf.worker():`` recovers orphaned runs at start and every
+        ``poll`` seconds while the block runs; runs still executing at exit are
+        interrupted (their leases released) for another worker to take over."""
+        return self._runs.worker(poll)
 
     async def close(self) -> None:
         """Close the store's connections. The workflow can be used again afterwards."""
@@ -209,78 +281,11 @@ class Workflow:
         return f"Workflow({self.name!r}, db={self._store!r})"
 
 
-class WorkflowFunction(Generic[P, R]):
-    """A durable workflow. Await it like the function it wraps.
-
-    Calling it starts (or resumes, or replays) the run whose id the template gives;
-    ``.run(run_id, ...)`` names the run explicitly.
-    """
-
-    def __init__(
-        self,
-        app: str,
-        executor: RunExecutor,
-        fn: Callable[P, Awaitable[R]],
-        *,
-        id_template: str | None,
-        name: str,
-    ) -> None:
-        self.fn = fn
-        self.name = name
-        self.workflow_id = f"{app}.{name}"
-        self._app = app
-        self._executor = executor
-        self._signature = inspect.signature(fn)
-        self._template = (
-            RunIdTemplate(id_template, fn, self.workflow_id) if id_template is not None else None
-        )
-        functools.update_wrapper(self, fn)
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        return self.run(self.run_id_for(*args, **kwargs), *args, **kwargs)
-
-    async def run(self, run_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Start, resume or replay the run ``run_id`` with these arguments."""
-        result: R = await self._executor.run(self, run_id, args, kwargs)
-        return result
-
-    def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The run id a call with these arguments uses."""
-        bound = self._signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        if self._template is None:
-            return default_run_id(self._app, self.name, bound)
-        return self._template.format(bound)
-
-    def inputs_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The call's arguments as JSON data for the run record (None if not storable)."""
-        try:
-            bound = self._signature.bind(*args, **kwargs)
-        except TypeError:
-            return None
-        try:
-            return to_json(dict(bound.arguments))
-        except Unserializable:
-            return None
-
-    def rebuild_result(self, value: Any, run_id: str) -> R:
-        result: R = rebuild(value, self.fn, f"workflow {self.workflow_id!r} (run {run_id!r})")
-        return result
-
-    def __repr__(self) -> str:
-        return f"<durable workflow {self.workflow_id!r}>"
-
-
-async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
-    """Wait until one of ``waits`` returns (or raises), then cancel the others."""
-    tasks = [asyncio.ensure_future(wait) for wait in waits]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
-    finally:
-        for task in tasks:
-            task.cancel()
+def _current(what: str) -> RunContext:
+    ctx = active_run.get()
+    if ctx is None:
+        raise NotInWorkflowError(f"{what} must be awaited inside a running workflow")
+    return ctx
 
 
 def _require_async(fn: Callable[..., Any], decorator: str) -> None:

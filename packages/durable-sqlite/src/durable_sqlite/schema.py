@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE runs (
@@ -75,8 +75,15 @@ def _to_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _to_v2(conn: sqlite3.Connection) -> None:
+    # Recovery counting (dead letters) and cancellation of running runs.
+    conn.execute("ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX runs_by_update ON runs (status, updated_at)")
+
+
 #: MIGRATIONS[n] moves a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2]
 
 
 class SchemaError(Exception):

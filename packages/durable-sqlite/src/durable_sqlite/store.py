@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import os
 import sqlite3
@@ -13,36 +12,23 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from durable.errors import StoreError
-from durable.store import RunClaim, RunRecord, RunStatus, Store
+from durable.store import (
+    FinalStatus,
+    RunClaim,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    Store,
+)
 
 from .connection import Database, Params, Row, Tx
 from .schema import SchemaError, check_version, migrate
+from .sql import CLAIM, RUN_COLUMNS, SAVE_STEP, run_record, select_run, stamp
 
 T = TypeVar("T")
 Durability = Literal["normal", "full"]
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
-
-_RUN_COLUMNS = (
-    "run_id, workflow, status, inputs, result, has_result, error, owner, "
-    "lease_expires_at, created_at, updated_at"
-)
-
-# A claim is granted on a new run (the INSERT), or by the UPDATE when the WHERE allows
-# it: the rule of durable.store.claim_allowed, in SQL.
-_CLAIM = f"""
-INSERT INTO runs (run_id, workflow, status, inputs, owner, lease_expires_at,
-                  created_at, updated_at)
-VALUES (:run_id, :workflow, 'running', :inputs, :owner, :lease, :now, :now)
-ON CONFLICT (run_id) DO UPDATE SET
-    status = 'running', error = NULL, owner = :owner, lease_expires_at = :lease,
-    updated_at = :now
-WHERE runs.status = 'failed'
-   OR (runs.status = 'completed' AND runs.has_result = 0)
-   OR (runs.status = 'running' AND (
-           runs.owner IS NULL OR runs.owner = :owner OR runs.owner = :takeover
-           OR runs.lease_expires_at IS NULL OR runs.lease_expires_at <= :now))
-RETURNING {_RUN_COLUMNS}
-"""
 
 
 class SQLiteStore(Store):
@@ -161,15 +147,32 @@ class SQLiteStore(Store):
         params = (run_id, step_id, json.dumps(result), attempt, time.time())
 
         async def insert(tx: Tx) -> None:
-            await tx.execute(
-                "INSERT INTO steps (run_id, step_id, result, attempt, created_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "
-                "result = excluded.result, attempt = excluded.attempt, "
-                "created_at = excluded.created_at",
-                params,
-            )
+            await tx.execute(SAVE_STEP, params)
 
         await self._write("save a step", insert)
+
+    async def checkpoint_step(
+        self, run_id: str, step_id: str, result: Any, attempt: int = 1
+    ) -> bool:
+        params = (run_id, step_id, json.dumps(result), attempt, time.time())
+
+        async def insert(tx: Tx) -> bool:
+            await tx.execute(SAVE_STEP, params)
+            rows = await tx.execute("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,))
+            return not (rows and rows[0][0])
+
+        return await self._write("save a step", insert)
+
+    async def list_steps(self, run_id: str) -> Sequence[StepRecord]:
+        rows = await self._read(
+            "SELECT step_id, result, attempt, created_at FROM steps WHERE run_id = ? "
+            "ORDER BY created_at",
+            (run_id,),
+        )
+        return [
+            StepRecord(sid, json.loads(value), attempt, stamp(at))
+            for sid, value, attempt, at in rows
+        ]
 
     # -- signals ----------------------------------------------------------------------------
 
@@ -191,6 +194,13 @@ class SQLiteStore(Store):
             return bool(rows)
 
         return await self._write("save a signal", insert)
+
+    async def list_signals(self, run_id: str) -> Sequence[SignalRecord]:
+        rows = await self._read(
+            "SELECT name, payload, created_at FROM signals WHERE run_id = ? ORDER BY created_at",
+            (run_id,),
+        )
+        return [SignalRecord(name, json.loads(payload), stamp(at)) for name, payload, at in rows]
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -216,11 +226,12 @@ class SQLiteStore(Store):
         }
 
         async def claim(tx: Tx) -> RunClaim:
-            rows = await tx.execute(_CLAIM, params)
+            rows = await tx.execute(CLAIM, params)
             if rows:
-                return RunClaim(True, _record(rows[0]))
-            rows = await tx.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
-            return RunClaim(False, _record(rows[0]))
+                return RunClaim(True, run_record(rows[0]))
+            record = await select_run(tx, run_id)
+            assert record is not None  # the INSERT conflicted, so the run exists
+            return RunClaim(False, record)
 
         return await self._write("claim a run", claim)
 
@@ -251,7 +262,7 @@ class SQLiteStore(Store):
         self,
         run_id: str,
         owner: str,
-        status: Literal["completed", "failed"],
+        status: FinalStatus,
         *,
         result: Any = None,
         has_result: bool = False,
@@ -276,7 +287,7 @@ class SQLiteStore(Store):
                 "VALUES (:run_id, '', :status, :result, :has_result, :error, :now, :now) "
                 "ON CONFLICT (run_id) DO UPDATE SET status = :status, result = :result, "
                 "has_result = :has_result, error = :error, owner = NULL, "
-                "lease_expires_at = NULL, updated_at = :now "
+                "lease_expires_at = NULL, updated_at = :now, cancel_requested = 0 "
                 "WHERE runs.owner IS NULL OR runs.owner = :owner OR :owner = ''",
                 params,
             )
@@ -289,9 +300,58 @@ class SQLiteStore(Store):
     async def mark_run_failed(self, run_id: str, error: str) -> None:
         await self.finish_run(run_id, "", "failed", error=error)
 
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        now = time.time()
+
+        async def cancel(tx: Tx) -> RunRecord | None:
+            # Executing (a live lease): ask it to stop; otherwise it is cancelled now.
+            await tx.execute(
+                "UPDATE runs SET updated_at = :now, "
+                "cancel_requested = (status = 'running' AND owner IS NOT NULL "
+                "                    AND lease_expires_at > :now), "
+                "status = CASE WHEN status = 'running' AND owner IS NOT NULL "
+                "              AND lease_expires_at > :now THEN 'running' ELSE 'cancelled' END, "
+                "error = CASE WHEN status = 'running' AND owner IS NOT NULL "
+                "             AND lease_expires_at > :now THEN error ELSE 'cancelled' END "
+                "WHERE run_id = :run_id AND status IN ('running', 'failed')",
+                {"now": now, "run_id": run_id},
+            )
+            return await select_run(tx, run_id)
+
+        return await self._write("cancel a run", cancel)
+
+    async def reopen_run(self, run_id: str) -> RunRecord | None:
+        async def reopen(tx: Tx) -> RunRecord | None:
+            await tx.execute(
+                "UPDATE runs SET status = 'running', owner = NULL, lease_expires_at = NULL, "
+                "cancel_requested = 0, recoveries = 0, updated_at = ? "
+                "WHERE run_id = ? AND status IN ('failed', 'cancelled', 'dead')",
+                (time.time(), run_id),
+            )
+            return await select_run(tx, run_id)
+
+        return await self._write("reopen a run", reopen)
+
+    async def delete_runs(self, *, finished_before: float, statuses: Sequence[RunStatus]) -> int:
+        marks = ", ".join("?" for _ in statuses)
+        doomed = f"SELECT run_id FROM runs WHERE updated_at < ? AND status IN ({marks})"
+        params = (finished_before, *statuses)
+
+        async def delete(tx: Tx) -> int:
+            await tx.execute(f"DELETE FROM steps WHERE run_id IN ({doomed})", params)
+            await tx.execute(f"DELETE FROM signals WHERE run_id IN ({doomed})", params)
+            rows = await tx.execute(
+                f"DELETE FROM runs WHERE run_id IN ({doomed}) RETURNING 1", params
+            )
+            return len(rows)
+
+        if not statuses:
+            return 0
+        return await self._write("delete runs", delete)
+
     async def get_run(self, run_id: str) -> RunRecord | None:
-        rows = await self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
-        return _record(rows[0]) if rows else None
+        rows = await self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return run_record(rows[0]) if rows else None
 
     async def list_runs(
         self,
@@ -301,13 +361,13 @@ class SQLiteStore(Store):
         limit: int = 100,
     ) -> Sequence[RunRecord]:
         rows = await self._read(
-            f"SELECT {_RUN_COLUMNS} FROM runs "
+            f"SELECT {RUN_COLUMNS} FROM runs "
             "WHERE (:status IS NULL OR status = :status) "
             "AND (:workflow IS NULL OR workflow = :workflow) "
             "ORDER BY created_at DESC, rowid DESC LIMIT :limit",
             {"status": status, "workflow": workflow, "limit": limit},
         )
-        return [_record(row) for row in rows]
+        return [run_record(row) for row in rows]
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -334,21 +394,3 @@ class SQLiteStore(Store):
 
 def _failed(task: asyncio.Task[None]) -> bool:
     return task.done() and (task.cancelled() or task.exception() is not None)
-
-
-def _record(row: Row) -> RunRecord:
-    (run_id, workflow, status, inputs, result, has_result, error, owner, lease, created,
-     updated) = row  # fmt: skip
-    return RunRecord(
-        run_id=run_id,
-        workflow=workflow,
-        status=status,
-        inputs=None if inputs is None else json.loads(inputs),
-        result=None if result is None else json.loads(result),
-        has_result=bool(has_result),
-        error=error,
-        owner=owner,
-        lease_expires_at=lease,
-        created_at=dt.datetime.fromtimestamp(created, dt.UTC),
-        updated_at=dt.datetime.fromtimestamp(updated, dt.UTC),
-    )

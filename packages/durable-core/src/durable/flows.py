@@ -1,0 +1,120 @@
+"""``@wf.workflow``: the durable entry point, and the arguments a run remembers."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from .errors import SerializationError
+from .ids import RunIdTemplate, default_run_id
+from .runner import rebuild
+from .serialization import Unserializable, from_json, to_json
+
+if TYPE_CHECKING:
+    from .runner import RunExecutor
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class WorkflowFunction(Generic[P, R]):
+    """A durable workflow. Await it like the function it wraps.
+
+    Calling it starts (or resumes, or replays) the run whose id the template gives;
+    ``.run(run_id, ...)`` names the run explicitly.
+    """
+
+    def __init__(
+        self,
+        app: str,
+        executor: RunExecutor,
+        fn: Callable[P, Awaitable[R]],
+        *,
+        id_template: str | None,
+        name: str,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.workflow_id = f"{app}.{name}"
+        self._app = app
+        self._executor = executor
+        self._signature = inspect.signature(fn)
+        self._template = (
+            RunIdTemplate(id_template, fn, self.workflow_id) if id_template is not None else None
+        )
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return self.run(self.run_id_for(*args, **kwargs), *args, **kwargs)
+
+    async def run(self, run_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Start, resume or replay the run ``run_id`` with these arguments."""
+        result: R = await self._executor.run(self, run_id, args, kwargs)
+        return result
+
+    def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The run id a call with these arguments uses."""
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        if self._template is None:
+            return default_run_id(self._app, self.name, bound)
+        return self._template.format(bound)
+
+    def inputs_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The call's arguments as JSON data for the run record (None if not storable)."""
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError:
+            return None
+        try:
+            return to_json(dict(bound.arguments))
+        except Unserializable:
+            return None
+
+    def arguments_from(self, inputs: Any, run_id: str) -> tuple[list[Any], dict[str, Any]]:
+        """Rebuild a call's ``(args, kwargs)`` from a run's stored inputs."""
+        if not isinstance(inputs, dict):
+            raise SerializationError(
+                f"run {run_id!r} of workflow {self.workflow_id!r} has no stored inputs "
+                "(its arguments could not be stored as JSON), so it cannot be restarted "
+                "from the store; call the workflow with its arguments instead"
+            )
+        stored = typing.cast("dict[str, Any]", inputs)
+        try:
+            hints = typing.get_type_hints(self.fn)
+        except Exception:
+            hints = {}
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, param in self._signature.parameters.items():
+            if name not in stored:
+                continue
+            value = from_json(stored[name], _parameter_annotation(param, hints))
+            if param.kind is param.VAR_POSITIONAL:
+                args.extend(value)
+            elif param.kind is param.VAR_KEYWORD:
+                kwargs.update(value)
+            elif param.kind is param.POSITIONAL_ONLY:
+                args.append(value)
+            else:
+                kwargs[name] = value
+        return args, kwargs
+
+    def rebuild_result(self, value: Any, run_id: str) -> R:
+        result: R = rebuild(value, self.fn, f"workflow {self.workflow_id!r} (run {run_id!r})")
+        return result
+
+    def __repr__(self) -> str:
+        return f"<durable workflow {self.workflow_id!r}>"
+
+
+def _parameter_annotation(param: inspect.Parameter, hints: dict[str, Any]) -> Any:
+    annotation = hints.get(param.name, Any)
+    if param.kind is param.VAR_POSITIONAL:
+        return list[annotation]  # type: ignore[valid-type]
+    if param.kind is param.VAR_KEYWORD:
+        return dict[str, annotation]  # type: ignore[valid-type]
+    return annotation

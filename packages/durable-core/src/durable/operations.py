@@ -1,0 +1,175 @@
+"""Seeing and steering runs: inspect, cancel, resume, prune, recover, and the worker.
+
+A :class:`RunManager` belongs to one ``Workflow`` and knows its registered workflow
+functions, so it can restart a run from the inputs its record stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import DurableError, UnsupportedOperation
+from .records import RunRecord, RunStatus
+from .runner import RunExecutor, owner_is_dead
+
+if TYPE_CHECKING:
+    from .flows import WorkflowFunction
+
+log = logging.getLogger("durable")
+
+#: How many running runs one recovery pass looks at.
+RECOVERY_BATCH = 1000
+
+
+class RunManager:
+    def __init__(self, executor: RunExecutor) -> None:
+        self._executor = executor
+        self.workflows: dict[str, WorkflowFunction[..., Any]] = {}
+        self._recovered: dict[str, asyncio.Task[Any]] = {}
+
+    def register(self, flow: WorkflowFunction[..., Any]) -> None:
+        if flow.workflow_id in self.workflows:
+            raise DurableError(
+                f"two workflows are named {flow.workflow_id!r}; give one of them "
+                "@wf.workflow(name=...)"
+            )
+        self.workflows[flow.workflow_id] = flow
+
+    # -- inspection -------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        store = await self._executor.ready_store()
+        record = await store.get_run(run_id)
+        if record is None:
+            return None
+        steps = await _optional(store.list_steps(run_id))
+        signals = await _optional(store.list_signals(run_id))
+        return dataclasses.replace(record, steps=tuple(steps), signals=tuple(signals))
+
+    async def list_runs(
+        self, status: RunStatus | None, workflow: str | None, limit: int
+    ) -> Sequence[RunRecord]:
+        store = await self._executor.ready_store()
+        return await store.list_runs(status=status, workflow=workflow, limit=limit)
+
+    # -- control ----------------------------------------------------------------------
+
+    async def cancel(self, run_id: str) -> RunRecord | None:
+        store = await self._executor.ready_store()
+        record = await store.request_cancel(run_id)
+        if record is not None and record.cancel_requested:
+            self._executor.cancel_here(run_id)
+        return record
+
+    async def resume(self, run_id: str) -> Any:
+        store = await self._executor.ready_store()
+        record = await store.get_run(run_id)
+        if record is None:
+            raise DurableError(f"no run {run_id!r} in {store!r}")
+        flow = self._flow_of(record)
+        if record.status in ("failed", "cancelled", "dead"):
+            await store.reopen_run(run_id)
+        args, kwargs = flow.arguments_from(record.inputs, run_id)
+        return await flow.run(run_id, *args, **kwargs)
+
+    async def delete_runs(
+        self, older_than: dt.timedelta | dt.datetime, statuses: Sequence[RunStatus]
+    ) -> int:
+        if isinstance(older_than, dt.timedelta):
+            cutoff = time.time() - older_than.total_seconds()
+        else:
+            cutoff = older_than.timestamp()
+        store = await self._executor.ready_store()
+        return await store.delete_runs(finished_before=cutoff, statuses=statuses)
+
+    # -- recovery ---------------------------------------------------------------------
+
+    async def orphans(self) -> list[RunRecord]:
+        """Runs of registered workflows left running by an owner that is gone."""
+        store = await self._executor.ready_store()
+        running = await store.list_runs(status="running", limit=RECOVERY_BATCH)
+        now = time.time()
+        return [
+            record
+            for record in running
+            if record.workflow in self.workflows
+            and record.run_id not in self._recovered
+            and (
+                record.owner is None
+                or record.lease_expires_at is None
+                or record.lease_expires_at <= now
+                or owner_is_dead(record.owner)
+            )
+        ]
+
+    def start_recovery(self, record: RunRecord) -> asyncio.Task[Any]:
+        flow = self._flow_of(record)
+        args, kwargs = flow.arguments_from(record.inputs, record.run_id)
+        log.info("recovering run %s of %s", record.run_id, record.workflow)
+        task = asyncio.ensure_future(flow.run(record.run_id, *args, **kwargs))
+        self._recovered[record.run_id] = task
+        task.add_done_callback(lambda _: self._recovered.pop(record.run_id, None))
+        task.add_done_callback(_log_outcome)
+        return task
+
+    async def recover(self) -> list[str]:
+        """Resume every orphaned run and wait for them; return their run ids."""
+        orphans = await self.orphans()
+        started = [self.start_recovery(record) for record in orphans]
+        await asyncio.gather(*started, return_exceptions=True)
+        return [record.run_id for record in orphans]
+
+    @contextlib.asynccontextmanager
+    async def worker(self, poll: float) -> AsyncGenerator[None]:
+        """Recover at start and every ``poll`` seconds, until the block exits."""
+
+        async def keep_recovering() -> None:
+            while True:
+                try:
+                    for record in await self.orphans():
+                        self.start_recovery(record)
+                except Exception:
+                    log.exception("recovery pass failed; trying again in %ss", poll)
+                await asyncio.sleep(poll)
+
+        loop_task = asyncio.ensure_future(keep_recovering())
+        try:
+            yield
+        finally:
+            loop_task.cancel()
+            recovered = [loop_task, *self._recovered.values()]
+            for task in recovered[1:]:
+                task.cancel()  # each releases its lease, so another worker can take it
+            await asyncio.gather(*recovered, return_exceptions=True)
+
+    def _flow_of(self, record: RunRecord) -> WorkflowFunction[..., Any]:
+        flow = self.workflows.get(record.workflow)
+        if flow is None:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise DurableError(
+                f"run {record.run_id!r} belongs to workflow {record.workflow!r}, which is "
+                f"not defined on this Workflow (defined: {known})"
+            )
+        return flow
+
+
+async def _optional(listing: Any) -> Sequence[Any]:
+    try:
+        result: Sequence[Any] = await listing
+    except UnsupportedOperation:
+        return ()
+    return result
+
+
+def _log_outcome(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    if (exc := task.exception()) is not None:
+        log.warning("a recovered run ended with %s: %s", type(exc).__name__, exc)

@@ -1,0 +1,104 @@
+"""What stores keep about runs, steps and signals, and the rule for owning a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+RunStatus = Literal["running", "completed", "failed", "cancelled", "dead"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("running", "completed", "failed", "cancelled", "dead")
+#: The statuses a run ends in (``Store.finish_run``).
+FinalStatus = Literal["completed", "failed", "cancelled", "dead"]
+FINAL_STATUSES: tuple[FinalStatus, ...] = ("completed", "failed", "cancelled", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One checkpointed step of a run."""
+
+    step_id: str
+    value: Any
+    attempt: int = 1
+    created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRecord:
+    """One delivered signal of a run."""
+
+    name: str
+    payload: Any
+    created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What a store knows about one run.
+
+    ``steps`` and ``signals`` are filled by ``Workflow.get_run``; records from
+    ``list_runs`` and ``Store.get_run`` leave them empty.
+    """
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    inputs: Any = None
+    result: Any = None
+    #: False when the workflow returned a value that could not be stored: a later
+    #: call runs the body again with every step replayed.
+    has_result: bool = False
+    error: str | None = None
+    owner: str | None = None
+    #: Epoch seconds until which ``owner`` holds the run.
+    lease_expires_at: float | None = None
+    #: Timezone-aware (UTC) times of the record's creation and last change.
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    #: How many times the run was taken over from an owner that vanished mid-run.
+    recoveries: int = 0
+    #: Set by ``Workflow.cancel`` while the run executes; it stops at its next step.
+    cancel_requested: bool = False
+    steps: tuple[StepRecord, ...] = ()
+    signals: tuple[SignalRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunClaim:
+    """The outcome of :meth:`Store.claim_run`.
+
+    ``acquired`` means the caller now owns the run and may execute it. Otherwise
+    ``record`` says why not: the run ended for good, or another owner's lease is live.
+    """
+
+    acquired: bool
+    record: RunRecord
+
+
+def claim_allowed(
+    record: RunRecord | None, *, owner: str, now: float, takeover_from: str | None = None
+) -> bool:
+    """The rule of :meth:`Store.claim_run`, for stores that decide it in Python."""
+    if record is None or record.status == "failed":
+        return True
+    if record.status == "completed":
+        return not record.has_result
+    if record.status != "running":  # cancelled or dead: only Store.reopen_run revives it
+        return False
+    return (
+        record.owner is None
+        or record.owner == owner
+        or record.owner == takeover_from
+        or record.lease_expires_at is None
+        or record.lease_expires_at <= now
+    )
+
+
+def counts_as_recovery(record: RunRecord | None, owner: str) -> bool:
+    """A granted claim on a run still marked running by someone else: its owner vanished."""
+    return (
+        record is not None
+        and record.status == "running"
+        and record.owner is not None
+        and record.owner != owner
+    )

@@ -1,0 +1,93 @@
+"""Durable waits inside a workflow: for time to pass, and for a signal.
+
+Each wait checkpoints its deadline before it starts waiting, so a run resumed after
+a crash waits only for what is left; a signal that timed out stays timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from .context import RunContext
+from .errors import SignalTimeoutError
+
+#: Stored as a signal's payload when its wait timed out first: the timeout and a late
+#: delivery race through the store's first-write-wins, so exactly one of them counts.
+TIMED_OUT = "$durable: timed out"
+
+
+async def sleep_until(ctx: RunContext, wake_at: float) -> None:
+    """Sleep until the epoch time ``wake_at``, as remembered by the run."""
+    step_id = ctx.next_step_id("sleep")
+    found, stored = await ctx.completed_step(step_id)
+    if found:
+        wake_at = float(stored["wake_at"])
+    else:
+        ctx.raise_if_cancelled()
+        await ctx.record_step(step_id, {"wake_at": wake_at}, 1)
+    await ctx.pause_until(wake_at)
+
+
+async def signal_deadline(ctx: RunContext, name: str, seconds: float | None) -> float | None:
+    """The run's remembered deadline for signal ``name`` (None: no timeout)."""
+    if seconds is None:
+        return None
+    step_id = ctx.next_step_id(f"signal-timeout:{name}")
+    found, stored = await ctx.completed_step(step_id)
+    if found:
+        return float(stored["deadline"])
+    deadline = time.time() + seconds
+    await ctx.record_step(step_id, {"deadline": deadline}, 1)
+    return deadline
+
+
+async def wait_for_signal(
+    ctx: RunContext, name: str, event: asyncio.Event, poll: float, deadline: float | None
+) -> Any:
+    """Wait until signal ``name`` of the run is delivered, or the deadline passes."""
+    store = ctx.store
+    while True:
+        ctx.raise_if_cancelled()
+        # complete() stores the payload before it sets the event, so clearing the
+        # event and then reading the store can miss nothing.
+        event.clear()
+        found, payload = await store.get_signal(ctx.run_id, name)
+        if found:
+            return _delivered(payload, ctx, name)
+        wait = poll
+        if deadline is not None:
+            wait = min(poll, deadline - time.time())
+            if wait <= 0:
+                if await store.set_signal(ctx.run_id, name, TIMED_OUT):
+                    raise _timed_out(ctx, name)
+                continue  # a delivery won the race: read it
+        await first_of(
+            event.wait(),
+            ctx.interrupted().wait(),
+            store.wait_for_signal(ctx.run_id, name, wait),
+        )
+
+
+def _delivered(payload: Any, ctx: RunContext, name: str) -> Any:
+    if payload == TIMED_OUT:
+        raise _timed_out(ctx, name)
+    return payload
+
+
+def _timed_out(ctx: RunContext, name: str) -> SignalTimeoutError:
+    return SignalTimeoutError(f"signal {name!r} of run {ctx.run_id!r} timed out")
+
+
+async def first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until one of ``waits`` returns (or raises), then cancel the others."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()

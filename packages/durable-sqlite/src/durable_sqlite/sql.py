@@ -1,0 +1,70 @@
+"""The SQL of the store's statements, and rows turned into records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from durable.store import RunRecord
+
+from .connection import Row, Tx
+
+RUN_COLUMNS = (
+    "run_id, workflow, status, inputs, result, has_result, error, owner, "
+    "lease_expires_at, created_at, updated_at, recoveries, cancel_requested"
+)
+
+# A claim is granted on a new run (the INSERT), or by the UPDATE when the WHERE allows
+# it: the rules of durable.store.claim_allowed and counts_as_recovery, in SQL.
+CLAIM = f"""
+INSERT INTO runs (run_id, workflow, status, inputs, owner, lease_expires_at,
+                  created_at, updated_at)
+VALUES (:run_id, :workflow, 'running', :inputs, :owner, :lease, :now, :now)
+ON CONFLICT (run_id) DO UPDATE SET
+    status = 'running', error = NULL, owner = :owner, lease_expires_at = :lease,
+    updated_at = :now,
+    recoveries = runs.recoveries + (
+        runs.status = 'running' AND runs.owner IS NOT NULL AND runs.owner != :owner)
+WHERE runs.status = 'failed'
+   OR (runs.status = 'completed' AND runs.has_result = 0)
+   OR (runs.status = 'running' AND (
+           runs.owner IS NULL OR runs.owner = :owner OR runs.owner = :takeover
+           OR runs.lease_expires_at IS NULL OR runs.lease_expires_at <= :now))
+RETURNING {RUN_COLUMNS}
+"""
+
+
+SAVE_STEP = (
+    "INSERT INTO steps (run_id, step_id, result, attempt, created_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "
+    "result = excluded.result, attempt = excluded.attempt, created_at = excluded.created_at"
+)
+
+
+async def select_run(tx: Tx, run_id: str) -> RunRecord | None:
+    rows = await tx.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+    return run_record(rows[0]) if rows else None
+
+
+def run_record(row: Row) -> RunRecord:
+    (run_id, workflow, status, inputs, result, has_result, error, owner, lease, created,
+     updated, recoveries, cancel_requested) = row  # fmt: skip
+    return RunRecord(
+        run_id=run_id,
+        workflow=workflow,
+        status=status,
+        inputs=None if inputs is None else json.loads(inputs),
+        result=None if result is None else json.loads(result),
+        has_result=bool(has_result),
+        error=error,
+        owner=owner,
+        lease_expires_at=lease,
+        created_at=stamp(created),
+        updated_at=stamp(updated),
+        recoveries=recoveries,
+        cancel_requested=bool(cancel_requested),
+    )
+
+
+def stamp(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
