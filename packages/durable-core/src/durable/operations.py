@@ -49,8 +49,8 @@ class RunManager:
         record = await store.get_run(run_id)
         if record is None:
             return None
-        steps = await _optional(store.list_steps(run_id))
-        signals = await _optional(store.list_signals(run_id))
+        steps = await listing_or_empty(store.list_steps(run_id))
+        signals = await listing_or_empty(store.list_signals(run_id))
         return dataclasses.replace(record, steps=tuple(steps), signals=tuple(signals))
 
     async def list_runs(
@@ -160,7 +160,8 @@ class RunManager:
         return flow
 
 
-async def _optional(listing: Any) -> Sequence[Any]:
+async def listing_or_empty(listing: Any) -> Sequence[Any]:
+    """The listing, or nothing when the store cannot list that."""
     try:
         result: Sequence[Any] = await listing
     except UnsupportedOperation:

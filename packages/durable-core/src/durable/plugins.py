@@ -10,6 +10,7 @@ back to the part before ``+``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import typing
@@ -84,6 +85,28 @@ def store_factory(scheme: str) -> StoreFactory:
 def installed_schemes() -> list[str]:
     """Every scheme a ``db=`` URL can use in this environment."""
     return sorted({*_registered, *_builtin, *_store_entry_points()})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """One installed plugin, as ``durable stores`` lists it."""
+
+    group: str
+    name: str
+    target: str
+    distribution: str
+
+
+def installed_plugins() -> list[PluginInfo]:
+    """Every store scheme and integration that is installed, built in or registered."""
+    found = [PluginInfo(STORES_GROUP, "memory", "durable.memory:InMemoryStore", "durable-core")]
+    for scheme, factory in sorted(_registered.items()):
+        target = f"{factory.__module__}:{getattr(factory, '__qualname__', factory)}"
+        found.append(PluginInfo(STORES_GROUP, scheme, target, "register_store()"))
+    for group in (STORES_GROUP, INTEGRATIONS_GROUP):
+        for ep in sorted(metadata.entry_points(group=group), key=lambda ep: ep.name):
+            found.append(PluginInfo(group, ep.name, ep.value, _distribution(ep)))
+    return found
 
 
 def _store_entry_points() -> dict[str, list[metadata.EntryPoint]]:

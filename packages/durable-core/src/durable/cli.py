@@ -1,0 +1,300 @@
+"""The ``durable`` command: look at and steer the runs in a store.
+
+    durable runs list --db jobs.db [--status failed] [--workflow app.flow] [--json]
+    durable runs show RUN_ID --db jobs.db
+    durable runs cancel RUN_ID --db jobs.db
+    durable runs resume RUN_ID --db jobs.db
+    durable runs prune --older-than 7d [--status completed] --db jobs.db
+    durable signal RUN_ID NAME '{"approved": true}' --db jobs.db
+    durable stores
+
+``--db`` defaults to $DURABLE_DB, then ``durable.db``. Exit status: 0 done, 1 nothing
+to do (unknown run, a signal already delivered, a finished run to cancel), 2 bad
+usage, 3 the store failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from .errors import DurableError, PluginError, SerializationError, StoreError
+from .operations import listing_or_empty
+from .plugins import DEFAULT_DB, installed_plugins, resolve_store
+from .records import FINAL_STATUSES, RUN_STATUSES, RunRecord
+from .serialization import Unserializable, to_json
+from .store import Store
+
+OK, NOTHING_DONE, USAGE, STORE_FAILED = 0, 1, 2, 3
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+PREVIEW = 60
+
+Command = Callable[[Store, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return USAGE
+    if args.command is _stores:
+        return _stores(args)
+    try:
+        store = resolve_store(args.db)
+    except (PluginError, ValueError) as exc:
+        print(f"durable: {exc}", file=sys.stderr)
+        return STORE_FAILED
+    try:
+        return asyncio.run(_with_store(store, args.command, args))
+    except (StoreError, PluginError) as exc:
+        print(f"durable: {exc}", file=sys.stderr)
+        return STORE_FAILED
+    except DurableError as exc:
+        print(f"durable: {exc}", file=sys.stderr)
+        return NOTHING_DONE
+
+
+async def _with_store(store: Store, command: Command, args: argparse.Namespace) -> int:
+    await store.setup()
+    try:
+        return await command(store, args)
+    finally:
+        await store.close()
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+async def _list(store: Store, args: argparse.Namespace) -> int:
+    runs = await store.list_runs(status=args.status, workflow=args.workflow, limit=args.limit)
+    if args.json:
+        _print_json([_run_json(run) for run in runs])
+        return OK
+    rows = [
+        [run.run_id, run.workflow, run.status, _time(run.updated_at), _preview(run)] for run in runs
+    ]
+    _print_table(["RUN", "WORKFLOW", "STATUS", "UPDATED", "RESULT / ERROR"], rows)
+    return OK
+
+
+async def _show(store: Store, args: argparse.Namespace) -> int:
+    run = await store.get_run(args.run_id)
+    if run is None:
+        return _not_found(args.run_id)
+    steps = await listing_or_empty(store.list_steps(args.run_id))
+    signals = await listing_or_empty(store.list_signals(args.run_id))
+    run = dataclasses.replace(run, steps=tuple(steps), signals=tuple(signals))
+    if args.json:
+        _print_json(_run_json(run, details=True))
+        return OK
+    fields = [
+        ("run", run.run_id),
+        ("workflow", run.workflow),
+        ("status", run.status + (" (cancel requested)" if run.cancel_requested else "")),
+        ("inputs", _json_text(run.inputs)),
+        ("result", _json_text(run.result) if run.has_result else "-"),
+        ("error", run.error or "-"),
+        ("owner", run.owner or "-"),
+        ("recoveries", str(run.recoveries)),
+        ("created", _time(run.created_at)),
+        ("updated", _time(run.updated_at)),
+    ]
+    width = max(len(name) for name, _ in fields)
+    for name, value in fields:
+        print(f"{name:<{width}}  {value}")
+    print()
+    _print_table(
+        ["STEP", "ATTEMPT", "AT", "RESULT"],
+        [[s.step_id, str(s.attempt), _time(s.created_at), _short(s.value)] for s in run.steps],
+    )
+    if run.signals:
+        print()
+        _print_table(
+            ["SIGNAL", "AT", "PAYLOAD"],
+            [[s.name, _time(s.created_at), _short(s.payload)] for s in run.signals],
+        )
+    return OK
+
+
+async def _cancel(store: Store, args: argparse.Namespace) -> int:
+    run = await store.request_cancel(args.run_id)
+    if run is None:
+        return _not_found(args.run_id)
+    if run.cancel_requested:
+        print(f"{run.run_id}: cancel requested; it stops at its next step")
+    elif run.status == "cancelled":
+        print(f"{run.run_id}: cancelled")
+    else:
+        print(f"{run.run_id}: not cancelled, it is {run.status}", file=sys.stderr)
+        return NOTHING_DONE
+    return OK
+
+
+async def _resume(store: Store, args: argparse.Namespace) -> int:
+    before = await store.get_run(args.run_id)
+    if before is None:
+        return _not_found(args.run_id)
+    if before.status not in ("failed", "cancelled", "dead"):
+        print(f"{before.run_id}: nothing to resume, it is {before.status}", file=sys.stderr)
+        return NOTHING_DONE
+    await store.reopen_run(args.run_id)
+    print(
+        f"{before.run_id}: reopened; a worker (wf.worker() or wf.recover()) of "
+        f"{before.workflow} resumes it from its checkpoints"
+    )
+    return OK
+
+
+async def _prune(store: Store, args: argparse.Namespace) -> int:
+    cutoff = dt.datetime.now(dt.UTC).timestamp() - args.older_than
+    statuses = tuple(args.status) if args.status else FINAL_STATUSES
+    deleted = await store.delete_runs(finished_before=cutoff, statuses=statuses)
+    if args.json:
+        _print_json({"deleted": deleted})
+    else:
+        print(f"deleted {deleted} run(s)")
+    return OK
+
+
+async def _signal(store: Store, args: argparse.Namespace) -> int:
+    try:
+        payload = to_json(json.loads(args.payload))
+    except (json.JSONDecodeError, Unserializable) as exc:
+        raise SerializationError(f"the payload is not JSON: {exc}") from None
+    if await store.set_signal(args.run_id, args.name, payload):
+        print(f"{args.run_id}: signal {args.name!r} delivered")
+        return OK
+    print(f"{args.run_id}: signal {args.name!r} was already delivered", file=sys.stderr)
+    return NOTHING_DONE
+
+
+def _stores(args: argparse.Namespace) -> int:
+    plugins = installed_plugins()
+    if args.json:
+        _print_json([dataclasses.asdict(plugin) for plugin in plugins])
+        return OK
+    kinds = {"durable.stores": "store", "durable.integrations": "integration"}
+    _print_table(
+        ["KIND", "NAME", "DISTRIBUTION", "PROVIDED BY"],
+        [[kinds[p.group], p.name, p.distribution, p.target] for p in plugins],
+    )
+    return OK
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="durable", description="Look at and steer the runs of durable workflows."
+    )
+    commands = parser.add_subparsers(title="commands")
+    store_options = argparse.ArgumentParser(add_help=False)
+    store_options.add_argument(
+        "--db",
+        default=os.environ.get("DURABLE_DB", DEFAULT_DB),
+        help="store URL or SQLite path (default: $DURABLE_DB or durable.db)",
+    )
+    store_options.add_argument("--json", action="store_true", help="print JSON")
+
+    runs = commands.add_parser("runs", help="list, show, cancel, resume and prune runs")
+    actions = runs.add_subparsers(title="actions", required=True)
+    listing = actions.add_parser("list", parents=[store_options], help="list runs, newest first")
+    listing.add_argument("--status", choices=RUN_STATUSES)
+    listing.add_argument("--workflow", help="workflow id, e.g. app.process_order")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(command=_list)
+    for name, command, about in (
+        ("show", _show, "a run with its steps and signals"),
+        ("cancel", _cancel, "stop a run at its next step"),
+        ("resume", _resume, "reopen a failed, cancelled or dead run for a worker"),
+    ):
+        action = actions.add_parser(name, parents=[store_options], help=about)
+        action.add_argument("run_id")
+        action.set_defaults(command=command)
+    prune = actions.add_parser("prune", parents=[store_options], help="delete finished runs")
+    prune.add_argument("--older-than", type=_age, required=True, help="e.g. 30m, 12h, 7d")
+    prune.add_argument("--status", action="append", choices=FINAL_STATUSES)
+    prune.set_defaults(command=_prune)
+
+    signal = commands.add_parser("signal", parents=[store_options], help="deliver a signal")
+    signal.add_argument("run_id")
+    signal.add_argument("name")
+    signal.add_argument("payload", nargs="?", default="null", help="JSON (default: null)")
+    signal.set_defaults(command=_signal)
+
+    stores = commands.add_parser("stores", help="installed store plugins and integrations")
+    stores.add_argument("--json", action="store_true", help="print JSON")
+    stores.set_defaults(command=_stores)
+    return parser
+
+
+def _age(text: str) -> float:
+    match = _AGE.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 30m, 12h or 7d")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _run_json(run: RunRecord, details: bool = False) -> dict[str, Any]:
+    data = dataclasses.asdict(run)
+    if not details:
+        data.pop("steps")
+        data.pop("signals")
+    return data
+
+
+def _preview(run: RunRecord) -> str:
+    if run.status == "completed" and run.has_result:
+        return _short(run.result)
+    return _short(run.error) if run.error else ""
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else _json_text(value)
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _time(when: dt.datetime | None) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "-"
+
+
+def _not_found(run_id: str) -> int:
+    print(f"durable: no run {run_id!r}", file=sys.stderr)
+    return NOTHING_DONE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
