@@ -49,13 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     if args.command is _stores:
         return _stores(args)
+    command: Command = args.command
     try:
         store = resolve_store(args.db)
     except (PluginError, ValueError) as exc:
         print(f"durable: {exc}", file=sys.stderr)
         return STORE_FAILED
     try:
-        return asyncio.run(_with_store(store, args.command, args))
+        return asyncio.run(_with_store(store, command, args))
     except (StoreError, PluginError) as exc:
         print(f"durable: {exc}", file=sys.stderr)
         return STORE_FAILED
