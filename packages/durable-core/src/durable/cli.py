@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "command"):
         parser.print_help()
         return USAGE
-    if args.command is _stores:
+    if args.command == "stores":  # needs no store
         return _stores(args)
     command: Command = args.command
     try:
@@ -236,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
 
     stores = commands.add_parser("stores", help="installed store plugins and integrations")
     stores.add_argument("--json", action="store_true", help="print JSON")
-    stores.set_defaults(command=_stores)
+    stores.set_defaults(command="stores")
     return parser
 
 
