@@ -69,13 +69,13 @@ def resolve_store(db: str | os.PathLike[str] | Store) -> Store:
 
 def store_factory(scheme: str) -> StoreFactory:
     """The factory that builds stores for ``scheme``, or a clear error."""
-    for candidate in dict.fromkeys((scheme, scheme.split("+", 1)[0])):
-        if candidate in _registered:
-            return _registered[candidate]
-        if candidate in _builtin:
-            return _builtin[candidate]
-        if candidate in _loaded:
-            return _loaded[candidate]
+    candidates = tuple(dict.fromkeys((scheme, scheme.split("+", 1)[0])))
+    # Explicit registrations and built-ins win over every installed plugin.
+    for table in (_registered, _builtin, _loaded):
+        for candidate in candidates:
+            if candidate in table:
+                return table[candidate]
+    for candidate in candidates:
         found = _store_entry_points().get(candidate)
         if found:
             return _load(candidate, found)
@@ -114,10 +114,7 @@ def _store_entry_points() -> dict[str, list[metadata.EntryPoint]]:
     if _entry_points is None:
         found: dict[str, list[metadata.EntryPoint]] = {}
         for ep in metadata.entry_points(group=STORES_GROUP):
-            claims = found.setdefault(ep.name.lower(), [])
-            # The same distribution can be seen twice (editable install + path entry).
-            if all(_distribution(ep) != _distribution(c) for c in claims):
-                claims.append(ep)
+            found.setdefault(ep.name.lower(), []).append(ep)
         _entry_points = found
     return _entry_points
 
@@ -136,13 +133,24 @@ def _load(scheme: str, candidates: list[metadata.EntryPoint]) -> StoreFactory:
             f"the store plugin for {scheme!r} from the distribution {_distribution(ep)} "
             f"failed to import ({ep.value}): {exc}"
         ) from exc
-    factory = _as_factory(target)
+    try:
+        factory = _as_factory(target)
+    except TypeError as exc:
+        raise PluginLoadError(
+            f"the store plugin for {scheme!r} from the distribution {_distribution(ep)} "
+            f"is not usable: {exc}"
+        ) from exc
     _loaded[scheme] = factory
     return factory
 
 
 def _as_factory(target: object) -> StoreFactory:
     if isinstance(target, type) and issubclass(target, Store):
+        if not any("from_url" in vars(cls) for cls in target.__mro__ if cls is not Store):
+            raise TypeError(
+                f"{target.__qualname__} does not define from_url(url); give it one, "
+                "or register a callable that takes the URL"
+            )
         return target.from_url
     if callable(target):  # pyright: ignore[reportUnknownArgumentType]
         return typing.cast(StoreFactory, target)
