@@ -214,7 +214,8 @@ async def test_seed_file_data_comes_through(
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"runs", "steps", "signals"}
+    # The seed's tables were replaced, not kept beside the new ones.
+    assert tables == {"runs", "steps", "signals", "step_attempts"}
     assert conn.execute("SELECT attempt FROM steps WHERE step_id = 'fetch#1'").fetchone() == (2,)
 
 

@@ -35,6 +35,10 @@ class RunContext:
     cancel_requested: bool = field(default=False, repr=False)
     _counters: dict[str, int] = field(default_factory=dict[str, int], repr=False)
     _interrupt: asyncio.Event | None = field(default=None, repr=False)
+    #: Failed attempts per step from before a restart (loaded for recovered runs).
+    _attempts: dict[str, int] | None = field(default=None, repr=False)
+    #: Whether the run was taken over mid-run, so earlier attempts may be on record.
+    recovered: bool = field(default=False, repr=False)
 
     def next_step_id(self, name: str) -> str:
         """Step ids in call order: ``name``, ``name#1``, ``name#2`` ..."""
@@ -57,6 +61,14 @@ class RunContext:
             self.loaded_steps[step_id] = value
         if not go_on:
             self.request_cancel()
+
+    async def attempts_before(self, step_id: str) -> int:
+        """Failed attempts of ``step_id`` recorded before this process took the run."""
+        if not self.recovered:
+            return 0
+        if self._attempts is None:
+            self._attempts = dict(await self.store.load_attempts(self.run_id))
+        return self._attempts.get(step_id, 0)
 
     def request_cancel(self) -> None:
         """Stop the run at its next step boundary, and wake it if it is waiting."""

@@ -32,6 +32,10 @@ class RunFailedError(DurableError):
     """The run failed in another caller this call waited on, or was dead-lettered."""
 
 
+class RetriesExhaustedError(DurableError):
+    """A step had used all its attempts when its process restarted."""
+
+
 class RunCancelledError(DurableError):
     """The run was cancelled (``Workflow.cancel``); ``Workflow.resume`` runs it again."""
 

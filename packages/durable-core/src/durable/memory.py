@@ -40,6 +40,7 @@ class InMemoryStore(Store):
         self._steps: dict[str, dict[str, _Saved]] = {}
         self._signals: dict[str, dict[str, _Saved]] = {}
         self._runs: dict[str, RunRecord] = {}
+        self._attempts: dict[str, dict[str, int]] = {}
 
     @classmethod
     def from_url(cls, url: str) -> InMemoryStore:
@@ -65,6 +66,12 @@ class InMemoryStore(Store):
         await self.set_step(run_id, step_id, result, attempt)
         record = self._runs.get(run_id)
         return record is None or not record.cancel_requested
+
+    async def record_attempt(self, run_id: str, step_id: str, attempt: int, error: str) -> None:
+        self._attempts.setdefault(run_id, {})[step_id] = attempt
+
+    async def load_attempts(self, run_id: str) -> Mapping[str, int]:
+        return dict(self._attempts.get(run_id, {}))
 
     async def load_steps(self, run_id: str) -> Mapping[str, Any]:
         return {sid: json.loads(saved.text) for sid, saved in self._steps.get(run_id, {}).items()}
@@ -236,6 +243,7 @@ class InMemoryStore(Store):
             del self._runs[run_id]
             self._steps.pop(run_id, None)
             self._signals.pop(run_id, None)
+            self._attempts.pop(run_id, None)
         return len(doomed)
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, active_run
 from .errors import LeaseLostError, RunCancelledError, RunFailedError, SerializationError
+from .faults import fault_point
 from .serialization import Unserializable, from_json, return_annotation, to_json
 from .store import RunClaim, RunRecord, Store
 
@@ -118,6 +119,7 @@ class RunExecutor:
         store = self.store
         steps = await store.load_steps(run_id)
         ctx = RunContext(run_id, flow.workflow_id, store, None if steps is None else dict(steps))
+        ctx.recovered = claim.record.recoveries > 0
         heartbeat = _Heartbeat(self, ctx)
         self._contexts[run_id] = ctx
         token = active_run.set(ctx)
@@ -147,7 +149,9 @@ class RunExecutor:
                 "its outcome is theirs to record"
             )
         try:
+            fault_point("before-finish", run_id)
             await self._record_result(flow, run_id, result)
+            fault_point("after-finish", run_id)
         except BaseException:
             # Never leave a finished body holding its lease: another caller would wait it out.
             await asyncio.shield(self._release_quietly(run_id))

@@ -88,6 +88,18 @@ class Store(ABC):
         await self.set_step(run_id, step_id, result, attempt)
         return True
 
+    async def record_attempt(self, run_id: str, step_id: str, attempt: int, error: str) -> None:
+        """Note that attempt number ``attempt`` of a step failed with ``error``.
+
+        Kept so that a run recovered during a retry's backoff goes on counting
+        attempts instead of starting over. The default keeps nothing.
+        """
+        return None
+
+    async def load_attempts(self, run_id: str) -> Mapping[str, int]:
+        """Failed attempts per step of a run, as recorded by :meth:`record_attempt`."""
+        return {}
+
     async def load_steps(self, run_id: str) -> Mapping[str, Any] | None:
         """All completed steps of a run in one call, or None when not supported.
 

@@ -11,7 +11,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .backoff import BackoffStrategy
 from .context import RunContext, active_run
-from .errors import LeaseLostError, SerializationError
+from .errors import DurableError, LeaseLostError, RetriesExhaustedError, SerializationError
+from .faults import fault_point
 from .serialization import Unserializable, from_json, return_annotation, to_json
 
 log = logging.getLogger("durable")
@@ -51,11 +52,15 @@ class Task(Generic[P, R]):
         name: str,
         retries: int,
         backoff: BackoffStrategy,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        no_retry_on: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.fn = fn
         self.name = name
         self.retries = retries
         self.backoff = backoff
+        self.retry_on = retry_on
+        self.no_retry_on = no_retry_on
         self._return_type: Any = _UNRESOLVED
         functools.update_wrapper(self, fn)
 
@@ -94,24 +99,39 @@ class Task(Generic[P, R]):
     async def _execute(
         self, ctx: RunContext, sid: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
-        attempt = 1
+        attempt = await ctx.attempts_before(sid) + 1
+        if attempt > self.retries + 1:
+            raise RetriesExhaustedError(
+                f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r} used all its "
+                f"{self.retries + 1} attempts before the process restarted"
+            )
         while True:
             try:
                 result = await self.fn(*args, **kwargs)
             except Exception as exc:
-                if attempt > self.retries:
+                if attempt > self.retries or not self._retryable(exc):
                     raise
                 delay = self.backoff(attempt - 1)
                 log.warning(
                     "task %s (step %s, run %s) failed on attempt %d/%d: %r; retrying in %.3gs",
                     self.name, sid, ctx.run_id, attempt, self.retries + 1, exc, delay,
                 )  # fmt: skip
+                # Kept in the store, so a restart during the backoff does not reset it.
+                await ctx.store.record_attempt(ctx.run_id, sid, attempt, repr(exc))
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            await ctx.record_step(sid, self._encode(result, ctx, sid), attempt)
+            value = self._encode(result, ctx, sid)
+            fault_point("before-checkpoint", sid)
+            await ctx.record_step(sid, value, attempt)
+            fault_point("after-checkpoint", sid)
             log.debug("completed %s (step %s, run %s)", self.name, sid, ctx.run_id)
             return result
+
+    def _retryable(self, exc: Exception) -> bool:
+        if isinstance(exc, DurableError):  # the engine's own verdicts are final
+            return False
+        return isinstance(exc, self.retry_on) and not isinstance(exc, self.no_retry_on)
 
     def _encode(self, result: R, ctx: RunContext, sid: str) -> Any:
         try:

@@ -97,6 +97,8 @@ class Workflow:
         name: str | None = None,
         retries: int | None = None,
         backoff: BackoffStrategy | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        no_retry_on: tuple[type[BaseException], ...] = (),
     ) -> Callable[[Callable[P, Awaitable[R]]], Task[P, R]]: ...
 
     def task(
@@ -106,8 +108,15 @@ class Workflow:
         name: str | None = None,
         retries: int | None = None,
         backoff: BackoffStrategy | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        no_retry_on: tuple[type[BaseException], ...] = (),
     ) -> Task[P, R] | Callable[[Callable[P, Awaitable[R]]], Task[P, R]]:
-        """Make an async function a durable task (bare ``@wf.task`` or with options)."""
+        """Make an async function a durable task (bare ``@wf.task`` or with options).
+
+        Failures are retried up to ``retries`` times with ``backoff`` waits, when they
+        are instances of ``retry_on`` and not of ``no_retry_on``. Cancellation,
+        ``KeyboardInterrupt``, ``SystemExit`` and durable's own errors never are.
+        """
 
         def decorate(func: Callable[P, Awaitable[R]]) -> Task[P, R]:
             _require_async(func, "@wf.task")
@@ -116,6 +125,8 @@ class Workflow:
                 name=name or func.__name__,
                 retries=self.default_retries if retries is None else retries,
                 backoff=self.default_backoff if backoff is None else backoff,
+                retry_on=retry_on,
+                no_retry_on=no_retry_on,
             )
 
         return decorate if fn is None else decorate(fn)

@@ -28,6 +28,8 @@ from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
+from durable.faults import fault_point
+
 log = logging.getLogger("durable.sqlite")
 
 T = TypeVar("T")
@@ -190,6 +192,7 @@ class Database:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+                fault_point("after-commit")
                 self._committed()
                 return result
         # Shielded: a caller cancelled mid-transaction must not leave it open. The
@@ -202,6 +205,7 @@ class Database:
             try:
                 result = await body(_PatientTx(conn))
                 await conn.execute("COMMIT")
+                fault_point("after-commit")
             except BaseException:
                 with contextlib.suppress(Exception):
                     await conn.execute("ROLLBACK")

@@ -76,10 +76,16 @@ def _to_v1(conn: sqlite3.Connection) -> None:
 
 
 def _to_v2(conn: sqlite3.Connection) -> None:
-    # Recovery counting (dead letters) and cancellation of running runs.
+    # Recovery counting (dead letters), cancellation of running runs, and failed
+    # attempts that survive a restart.
     conn.execute("ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0")
     conn.execute("ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
     conn.execute("CREATE INDEX runs_by_update ON runs (status, updated_at)")
+    conn.execute(
+        "CREATE TABLE step_attempts (run_id TEXT NOT NULL, step_id TEXT NOT NULL, "
+        "attempts INTEGER NOT NULL, error TEXT, updated_at REAL NOT NULL, "
+        "PRIMARY KEY (run_id, step_id)) WITHOUT ROWID"
+    )
 
 
 #: MIGRATIONS[n] moves a database from version n to n + 1.

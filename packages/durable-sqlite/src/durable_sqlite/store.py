@@ -163,6 +163,26 @@ class SQLiteStore(Store):
 
         return await self._write("save a step", insert)
 
+    async def record_attempt(self, run_id: str, step_id: str, attempt: int, error: str) -> None:
+        params = (run_id, step_id, attempt, error, time.time())
+
+        async def record(tx: Tx) -> None:
+            await tx.execute(
+                "INSERT INTO step_attempts (run_id, step_id, attempts, error, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "
+                "attempts = excluded.attempts, error = excluded.error, "
+                "updated_at = excluded.updated_at",
+                params,
+            )
+
+        await self._write("record a failed attempt", record)
+
+    async def load_attempts(self, run_id: str) -> Mapping[str, int]:
+        rows = await self._read(
+            "SELECT step_id, attempts FROM step_attempts WHERE run_id = ?", (run_id,)
+        )
+        return dict(rows)
+
     async def list_steps(self, run_id: str) -> Sequence[StepRecord]:
         rows = await self._read(
             "SELECT step_id, result, attempt, created_at FROM steps WHERE run_id = ? "
@@ -340,6 +360,7 @@ class SQLiteStore(Store):
         async def delete(tx: Tx) -> int:
             await tx.execute(f"DELETE FROM steps WHERE run_id IN ({doomed})", params)
             await tx.execute(f"DELETE FROM signals WHERE run_id IN ({doomed})", params)
+            await tx.execute(f"DELETE FROM step_attempts WHERE run_id IN ({doomed})", params)
             rows = await tx.execute(
                 f"DELETE FROM runs WHERE run_id IN ({doomed}) RETURNING 1", params
             )
