@@ -1,0 +1,258 @@
+"""``DurableAgent``: the seed's front door, an agent whose runs are durable workflow runs.
+
+    wf = Workflow("support")
+    agent = DurableAgent(Agent(model, name="support", tools=[...]), wf)
+
+    result = await agent.run("Where is my order?")          # a new run, id in result.run_id
+    result = await agent.run("Where is my order?", run_id="ticket-7")   # resumable by id
+
+Each call is one run of a workflow named ``{name}.run``; each model request and tool call of
+the agent loop is one step of it, through :class:`~durable_pydantic_ai.WorkflowDurability`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+import uuid
+from collections.abc import Sequence
+from typing import Any, Generic, cast
+
+from pydantic import TypeAdapter
+from pydantic_ai.agent import AbstractAgent
+from pydantic_ai.messages import ModelMessage
+from pydantic_ai.output import OutputDataT
+from pydantic_ai.run import AgentRunResult
+from pydantic_ai.tools import AgentDepsT, Tool
+from pydantic_ai.tools import RunContext as ToolRunContext
+from pydantic_ai.toolsets import AbstractToolset, FunctionToolset
+from pydantic_ai.usage import RunUsage
+
+from durable import RunContext, Workflow, current_run
+
+from .capability import WorkflowDurability
+from .config import DEFAULT_MODEL_CONFIG, DEFAULT_TOOL_CONFIG, TaskConfig, resolve
+from .runs import Call, Prompt, agent_workflow, current_call, encode_inputs
+from .steps import StreamingNotSupportedError, active_run, checkpointed, rebuilding
+
+
+class DurableAgent(Generic[AgentDepsT, OutputDataT]):
+    """Runs a pydantic-ai agent so that every model request and tool call is a checkpoint.
+
+    Args:
+        agent: The agent. It is used as is; the durability capability is added per run
+            (unless the agent already carries a :class:`WorkflowDurability`).
+        wf: The workflow whose store keeps the checkpoints.
+        name: Names the workflow (``{name}.run``) and the steps; defaults to ``agent.name``,
+            then ``"agent"``. Keep it stable: runs in flight find their steps by it.
+        model_task_config: Retries and backoff of model requests.
+        tool_task_config: Retries and backoff of tool calls.
+    """
+
+    def __init__(
+        self,
+        agent: AbstractAgent[AgentDepsT, OutputDataT],
+        wf: Workflow,
+        *,
+        name: str | None = None,
+        model_task_config: TaskConfig | None = None,
+        tool_task_config: TaskConfig | None = None,
+    ) -> None:
+        self.agent = agent
+        self.wf = wf
+        self.name: str = name or agent.name or "agent"
+        self.model_config = resolve(model_task_config, DEFAULT_MODEL_CONFIG)
+        self.tool_config = resolve(tool_task_config, DEFAULT_TOOL_CONFIG)
+        attached = WorkflowDurability[AgentDepsT].from_agent(agent)
+        self._capability: WorkflowDurability[AgentDepsT] | None = (
+            None
+            if attached is not None
+            else WorkflowDurability(
+                name=self.name,
+                model_task_config=model_task_config,
+                tool_task_config=tool_task_config,
+            )
+        )
+        self._flow = agent_workflow(wf, self)
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        prompt: Prompt = None,
+        *,
+        deps: AgentDepsT = None,  # type: ignore[assignment]  # as in Agent.run
+        message_history: Sequence[ModelMessage] | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> AgentRunResult[OutputDataT]:
+        """Run the agent durably and return pydantic-ai's own result.
+
+        Without ``run_id`` outside a workflow, the run gets a fresh id (``{name}-<uuid4 hex>``),
+        returned as ``result.run_id``: pass it back as ``run_id=`` to resume that run after a
+        crash. Calling a run that completed rebuilds its result from the checkpoints (no model
+        call). Inside a ``@wf.workflow`` without ``run_id``, the agent's steps belong to the
+        enclosing run. ``deps`` and ``**kwargs`` (any ``Agent.run`` argument) are handed to
+        the agent as given and never stored: pass them again when resuming.
+        """
+        if run_id is None and current_run() is not None:
+            return await self.run_agent(prompt, deps, message_history, None, kwargs)
+        rid = run_id if run_id is not None else self.new_run_id()
+        call = Call(self, prompt, message_history, deps, kwargs)
+        token = current_call.set(call)
+        try:
+            await self._flow.run(rid, *encode_inputs(prompt, message_history))
+        finally:
+            current_call.reset(token)
+        if call.result is not None:
+            return call.result
+        # The run had completed (here or in another process): replay it from its checkpoints.
+        return await self._rebuild(rid, prompt, deps, message_history, kwargs)
+
+    def run_sync(
+        self,
+        prompt: Prompt = None,
+        *,
+        deps: AgentDepsT = None,  # type: ignore[assignment]  # as in Agent.run
+        message_history: Sequence[ModelMessage] | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> AgentRunResult[OutputDataT]:
+        """:meth:`run` in a new event loop (not from inside a running one)."""
+
+        async def run_and_close() -> AgentRunResult[OutputDataT]:
+            try:
+                return await self.run(
+                    prompt, deps=deps, message_history=message_history, run_id=run_id, **kwargs
+                )
+            finally:
+                await self.wf.close()  # its connections belong to this loop, which ends here
+
+        return asyncio.run(run_and_close())
+
+    def run_stream(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        """Not supported: a stream is consumed outside the run, where nothing is checkpointed."""
+        raise StreamingNotSupportedError(
+            "DurableAgent.run_stream() is not supported: the stream would be consumed outside "
+            "the workflow run, so its model requests could not be checkpointed. Use "
+            "run(..., event_stream_handler=handler) to receive each step's events as the step "
+            "completes, or call agent.run_stream() / agent.iter() inside your own @wf.workflow "
+            "on an agent with the WorkflowDurability capability (events arrive per checkpoint)."
+        )
+
+    def new_run_id(self) -> str:
+        """A fresh, unique run id (what :meth:`run` uses when given none)."""
+        return f"{self.name}-{uuid.uuid4().hex}"
+
+    async def run_agent(
+        self,
+        prompt: Prompt,
+        deps: Any,
+        message_history: Sequence[ModelMessage] | None,
+        run_id: str | None,
+        options: dict[str, Any],
+    ) -> AgentRunResult[OutputDataT]:
+        """One run of the wrapped agent, durable when a workflow run is active."""
+        options = dict(options)
+        capabilities: list[Any] = list(options.pop("capabilities", None) or ())
+        if self._capability is not None:
+            capabilities.append(self._capability)
+        return await self.agent.run(
+            prompt,
+            deps=deps,
+            message_history=message_history,
+            run_id=run_id,
+            capabilities=capabilities or None,
+            **options,
+        )
+
+    async def _rebuild(
+        self,
+        run_id: str,
+        prompt: Prompt,
+        deps: Any,
+        message_history: Sequence[ModelMessage] | None,
+        options: dict[str, Any],
+    ) -> AgentRunResult[OutputDataT]:
+        await self.wf.get_run(run_id)  # sets the store up if this call did not
+        store = self.wf.store
+        steps = await store.load_steps(run_id)
+        run = RunContext(
+            run_id=run_id,
+            workflow_id=self._flow.workflow_id,
+            store=store,
+            loaded_steps=None if steps is None else dict(steps),
+        )
+        with rebuilding(run):
+            return await self.run_agent(prompt, deps, message_history, run_id, options)
+
+    # -- single tools and signals -------------------------------------------------------------
+
+    async def tool(
+        self,
+        tool_name: str,
+        tool_args: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        deps: Any = None,
+    ) -> Any:
+        """Call one of the agent's function tools as a checkpointed step of the current run.
+
+        The step id is ``step_id``, else ``{name}.tool_call``, ``{name}.tool_call#1`` ... in
+        call order. The result is rebuilt into the tool's return annotation on replay. Outside
+        a workflow this is a plain call: no checkpoint, no retries.
+        """
+        tool = self._function_tool(tool_name)
+        schema = tool.function_schema
+        return_type = typing.get_type_hints(schema.function).get("return", Any)
+        adapter: TypeAdapter[Any] = TypeAdapter(return_type)
+
+        async def call() -> Any:
+            # Outside an agent run the tool gets a context with the agent's configured model.
+            ctx = ToolRunContext[Any](
+                deps=deps, model=cast(Any, self.agent.model), usage=RunUsage(), tool_name=tool_name
+            )
+            args = schema.validator.validate_python(tool_args)
+            return await schema.call(args, ctx)
+
+        run = active_run()
+        if run is None:
+            return await call()
+
+        async def call_as_json() -> Any:
+            return adapter.dump_python(await call(), mode="json")
+
+        sid = step_id if step_id is not None else run.next_step_id(f"{self.name}.tool_call")
+        payload = await checkpointed(run, sid, call_as_json, self.tool_config)
+        return adapter.validate_python(payload)
+
+    def _function_tool(self, tool_name: str) -> Tool[Any]:
+        found: list[Tool[Any]] = []
+
+        def visit(toolset: AbstractToolset[Any]) -> None:
+            if isinstance(toolset, FunctionToolset) and tool_name in toolset.tools:
+                found.append(toolset.tools[tool_name])
+
+        for toolset in self.agent.toolsets:
+            toolset.apply(visit)
+        if not found:
+            names: list[str] = []
+            for toolset in self.agent.toolsets:
+                toolset.apply(
+                    lambda ts: names.extend(ts.tools) if isinstance(ts, FunctionToolset) else None
+                )
+            raise ValueError(
+                f"tool {tool_name!r} not found on agent {self.name!r}; its function tools: "
+                f"{sorted(names)}"
+            )
+        return found[0]
+
+    async def signal(self, name: str, *, poll: float = 2.0) -> Any:
+        """Wait durably for the signal ``name`` of the current run (``wf.signal``)."""
+        return await self.wf.signal(name, poll=poll)
+
+    def __repr__(self) -> str:
+        return (
+            f"<DurableAgent name={self.name!r} model_retries={self.model_config.retries} "
+            f"tool_retries={self.tool_config.retries}>"
+        )
