@@ -110,6 +110,8 @@ class Task(Generic[P, R]):
                 result = await self.fn(*args, **kwargs)
             except Exception as exc:
                 if attempt > self.retries or not self._retryable(exc):
+                    if attempt > 1:  # the failure is final: a resumed run starts afresh
+                        await ctx.store.record_attempt(ctx.run_id, sid, 0, repr(exc))
                     raise
                 delay = self.backoff(attempt - 1)
                 log.warning(
