@@ -26,8 +26,8 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from .errors import DurableError, PluginError, SerializationError, StoreError
-from .operations import listing_or_empty
+from .errors import DurableError, PluginError, StoreError
+from .operations import cancel_run, listing_or_empty
 from .plugins import DEFAULT_DB, installed_plugins, resolve_store
 from .records import FINAL_STATUSES, RUN_STATUSES, RunRecord
 from .serialization import Unserializable, to_json
@@ -128,7 +128,7 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _cancel(store: Store, args: argparse.Namespace) -> int:
-    run = await store.request_cancel(args.run_id)
+    run = await cancel_run(store, args.run_id)
     if run is None:
         return _not_found(args.run_id)
     if run.cancel_requested:
@@ -168,11 +168,7 @@ async def _prune(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _signal(store: Store, args: argparse.Namespace) -> int:
-    try:
-        payload = to_json(json.loads(args.payload))
-    except (json.JSONDecodeError, Unserializable) as exc:
-        raise SerializationError(f"the payload is not JSON: {exc}") from None
-    if await store.set_signal(args.run_id, args.name, payload):
+    if await store.set_signal(args.run_id, args.name, args.payload):
         print(f"{args.run_id}: signal {args.name!r} delivered")
         return OK
     print(f"{args.run_id}: signal {args.name!r} was already delivered", file=sys.stderr)
@@ -231,13 +227,22 @@ def _parser() -> argparse.ArgumentParser:
     signal = commands.add_parser("signal", parents=[store_options], help="deliver a signal")
     signal.add_argument("run_id")
     signal.add_argument("name")
-    signal.add_argument("payload", nargs="?", default="null", help="JSON (default: null)")
+    signal.add_argument(
+        "payload", nargs="?", default=None, type=_json_payload, help="JSON (default: null)"
+    )
     signal.set_defaults(command=_signal)
 
     stores = commands.add_parser("stores", help="installed store plugins and integrations")
     stores.add_argument("--json", action="store_true", help="print JSON")
     stores.set_defaults(command="stores")
     return parser
+
+
+def _json_payload(text: str) -> Any:
+    try:
+        return to_json(json.loads(text))
+    except (json.JSONDecodeError, Unserializable) as exc:
+        raise argparse.ArgumentTypeError(f"the payload is not JSON: {exc}") from None
 
 
 def _age(text: str) -> float:

@@ -15,9 +15,10 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import DurableError, UnsupportedOperation
+from .errors import DurableError, SerializationError, UnsupportedOperation
 from .records import RunRecord, RunStatus
 from .runner import RunExecutor, owner_is_dead
+from .store import Store
 
 if TYPE_CHECKING:
     from .flows import WorkflowFunction
@@ -62,8 +63,7 @@ class RunManager:
     # -- control ----------------------------------------------------------------------
 
     async def cancel(self, run_id: str) -> RunRecord | None:
-        store = await self._executor.ready_store()
-        record = await store.request_cancel(run_id)
+        record = await cancel_run(await self._executor.ready_store(), run_id)
         if record is not None and record.cancel_requested:
             self._executor.cancel_here(run_id)
         return record
@@ -74,9 +74,9 @@ class RunManager:
         if record is None:
             raise DurableError(f"no run {run_id!r} in {store!r}")
         flow = self._flow_of(record)
+        args, kwargs = flow.arguments_from(record.inputs, run_id)  # before changing anything
         if record.status in ("failed", "cancelled", "dead"):
             await store.reopen_run(run_id)
-        args, kwargs = flow.arguments_from(record.inputs, run_id)
         return await flow.run(run_id, *args, **kwargs)
 
     async def delete_runs(
@@ -121,10 +121,22 @@ class RunManager:
 
     async def recover(self) -> list[str]:
         """Resume every orphaned run and wait for them; return their run ids."""
-        orphans = await self.orphans()
-        started = [self.start_recovery(record) for record in orphans]
-        await asyncio.gather(*started, return_exceptions=True)
-        return [record.run_id for record in orphans]
+        started = await self._recover_orphans()
+        await asyncio.gather(*started.values(), return_exceptions=True)
+        return list(started)
+
+    async def _recover_orphans(self) -> dict[str, asyncio.Task[Any]]:
+        started: dict[str, asyncio.Task[Any]] = {}
+        for record in await self.orphans():
+            try:
+                started[record.run_id] = self.start_recovery(record)
+            except SerializationError as exc:
+                # Without stored inputs it can never be restarted from the store: fail it
+                # (with the reason) so that it stops being an orphan.
+                log.error("run %s cannot be recovered: %s", record.run_id, exc)
+                store = await self._executor.ready_store()
+                await store.finish_run(record.run_id, "", "failed", error=str(exc))
+        return started
 
     @contextlib.asynccontextmanager
     async def worker(self, poll: float) -> AsyncGenerator[None]:
@@ -133,8 +145,7 @@ class RunManager:
         async def keep_recovering() -> None:
             while True:
                 try:
-                    for record in await self.orphans():
-                        self.start_recovery(record)
+                    await self._recover_orphans()
                 except Exception:
                     log.exception("recovery pass failed; trying again in %ss", poll)
                 await asyncio.sleep(poll)
@@ -158,6 +169,16 @@ class RunManager:
                 f"not defined on this Workflow (defined: {known})"
             )
         return flow
+
+
+async def cancel_run(store: Store, run_id: str) -> RunRecord | None:
+    """``Store.request_cancel``, treating a dead local owner as not executing."""
+    record = await store.request_cancel(run_id)
+    if record is not None and record.cancel_requested and owner_is_dead(record.owner):
+        assert record.owner is not None
+        await store.release_run(run_id, record.owner)
+        record = await store.request_cancel(run_id)
+    return record
 
 
 async def listing_or_empty(listing: Any) -> Sequence[Any]:
