@@ -47,6 +47,7 @@ class SeedStyleStore(Store):
 class TestSeedStyleStore(StoreContract):
     records_runs = False
     loads_steps = False
+    manages_runs = False
 
     async def make_store(self) -> Store:
         return SeedStyleStore()

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from .store import (
     FinalStatus,
@@ -56,9 +56,9 @@ class InMemoryStore(Store):
         return (False, None) if saved is None else (True, json.loads(saved.text))
 
     async def set_step(self, run_id: str, step_id: str, result: Any, attempt: int = 1) -> None:
-        self._steps.setdefault(run_id, {})[step_id] = _Saved(
-            json.dumps(result), attempt, time.time()
-        )
+        steps = self._steps.setdefault(run_id, {})
+        steps.pop(step_id, None)  # a step recorded again moves to the end: oldest first
+        steps[step_id] = _Saved(json.dumps(result), attempt, time.time())
 
     async def checkpoint_step(
         self, run_id: str, step_id: str, result: Any, attempt: int = 1
@@ -117,7 +117,7 @@ class InMemoryStore(Store):
         record = self._runs.get(run_id)
         if not claim_allowed(record, owner=owner, now=now, takeover_from=takeover_from):
             assert record is not None
-            return RunClaim(False, record)
+            return RunClaim(False, _detached(record))
         recovered = counts_as_recovery(record, owner)
         if record is None:
             record = RunRecord(
@@ -132,7 +132,7 @@ class InMemoryStore(Store):
             updated_at=_stamp(now),
             recoveries=record.recoveries + recovered,
         )
-        return RunClaim(True, record)
+        return RunClaim(True, _detached(record))
 
     async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
         record = self._runs.get(run_id)
@@ -183,7 +183,7 @@ class InMemoryStore(Store):
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         record = self._runs.get(run_id)
         if record is None or record.status not in ("running", "failed"):
-            return record
+            return _detached(record)
         now = time.time()
         executing = (
             record.status == "running"
@@ -197,12 +197,12 @@ class InMemoryStore(Store):
             error=record.error if executing else "cancelled",
             updated_at=_stamp(now),
         )
-        return record
+        return _detached(record)
 
     async def reopen_run(self, run_id: str) -> RunRecord | None:
         record = self._runs.get(run_id)
         if record is None or record.status not in ("failed", "cancelled", "dead"):
-            return record
+            return _detached(record)
         record = self._runs[run_id] = dataclasses.replace(
             record,
             status="running",
@@ -212,10 +212,10 @@ class InMemoryStore(Store):
             recoveries=0,
             updated_at=_stamp(time.time()),
         )
-        return record
+        return _detached(record)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        return self._runs.get(run_id)
+        return _detached(self._runs.get(run_id))
 
     async def list_runs(
         self,
@@ -229,7 +229,7 @@ class InMemoryStore(Store):
             for run in reversed(self._runs.values())
             if status in (None, run.status) and workflow in (None, run.workflow)
         ]
-        return runs[:limit]
+        return [_detached(run) for run in runs[:limit]]
 
     async def delete_runs(self, *, finished_before: float, statuses: Sequence[RunStatus]) -> int:
         doomed = [
@@ -245,6 +245,17 @@ class InMemoryStore(Store):
             self._signals.pop(run_id, None)
             self._attempts.pop(run_id, None)
         return len(doomed)
+
+
+@overload
+def _detached(record: RunRecord) -> RunRecord: ...
+@overload
+def _detached(record: None) -> None: ...
+def _detached(record: RunRecord | None) -> RunRecord | None:
+    """A record the caller may change without changing the stored run."""
+    if record is None:
+        return None
+    return dataclasses.replace(record, inputs=_copy(record.inputs), result=_copy(record.result))
 
 
 def _copy(value: Any) -> Any:
