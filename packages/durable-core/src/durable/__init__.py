@@ -48,7 +48,12 @@ from .store import RunClaim, RunRecord, RunStatus, SignalRecord, StepRecord, Sto
 from .task import Task
 from .workflow import Workflow
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the plugin packages' names, for type checkers
+    from durable_pydantic_ai import DurableAgent as DurableAgent
+    from durable_pydantic_ai import TaskConfig as TaskConfig
+    from durable_pydantic_ai import durable_pipeline as durable_pipeline
+    from durable_pydantic_ai import durable_tool as durable_tool
+    from durable_redis import RedisStore as RedisStore
     from durable_sqlite import SQLiteStore as SQLiteStore
 
 __version__ = "0.3.0"

@@ -87,8 +87,10 @@ class RunContext:
             self._interrupt = asyncio.Event()
         remaining = deadline - time.time()
         if remaining > 0:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._interrupt.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._interrupt.wait()
         self.raise_if_cancelled()
 
     def interrupted(self) -> asyncio.Event:

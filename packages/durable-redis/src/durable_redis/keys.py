@@ -1,0 +1,68 @@
+"""Where a run's data lives in Redis.
+
+A run is one hash, named with the Cluster hash tag ``{<run id>}``::
+
+    <prefix>:{<run id>}       hash, with the fields
+        workflow, status, inputs, result, has_result, error, owner, lease, created,
+        updated, recoveries, cancel_requested
+                                  the run record (JSON or text; times in epoch seconds)
+        step:<step id>            a step: attempt and time, then its result (JSON)
+        signal:<name>             a signal: delivery token and time, then its payload
+
+One key per run makes a checkpoint one ``HSET`` plus one ``PEXPIRE`` in a Lua
+script, and lets the whole run expire at once. Its hash tag keeps any key added for a
+run later in the run's Cluster slot. Two keys per prefix are shared by all runs:
+
+    <prefix>:runs             sorted set: run id -> creation time (for list_runs)
+    <prefix>:signals          pub/sub channel: [run id, signal name] per delivery
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Hash fields of the run record (every other field is a step or a signal).
+RECORD_FIELDS = (
+    "workflow", "status", "inputs", "result", "has_result", "error", "owner", "lease",
+    "created", "updated", "recoveries", "cancel_requested",
+)  # fmt: skip
+STEP = "step:"
+SIGNAL = "signal:"
+
+
+def hash_tag(run_id: str) -> str:
+    """The run id made safe inside ``{...}``: braces and ``%`` escaped, never empty.
+
+    Redis takes the text between the first ``{`` and the next ``}`` as the hash tag,
+    and hashes the whole key when that text is empty; so a ``}`` in a run id would
+    cut the tag short, and an empty one would scatter a run's keys over slots. The
+    escaping is one-to-one, so two run ids never share a key.
+    """
+    if not run_id:
+        return "%"  # escaping never yields a lone "%", so no run id maps here
+    return run_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """The names of every key and channel a store with this prefix uses."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if not self.prefix or "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(
+                f"the Redis key prefix must be non-empty text without braces, not "
+                f"{self.prefix!r} (braces would put every run in one Cluster slot)"
+            )
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}:runs"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:signals"
+
+    def run_key(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{hash_tag(run_id)}}}"
