@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import RunCancelledError
+from .errors import LeaseLostError, RunCancelledError
 
 if TYPE_CHECKING:
     from .store import Store
@@ -76,7 +76,16 @@ class RunContext:
         if self._interrupt is not None:
             self._interrupt.set()
 
+    def lose_lease(self) -> None:
+        """Another owner may hold the run now: stop at the next step, wake any wait."""
+        self.lease_lost = True
+        if self._interrupt is not None:
+            self._interrupt.set()
+
     def raise_if_cancelled(self) -> None:
+        """Stop here if the run was cancelled or its lease lost (at a step boundary)."""
+        if self.lease_lost:
+            raise LeaseLostError(f"run {self.run_id!r} lost its lease; another owner has it")
         if self.cancel_requested:
             raise RunCancelledError(f"run {self.run_id!r} was cancelled")
 
@@ -97,7 +106,7 @@ class RunContext:
         """An event set when the run is asked to stop (for waits to include)."""
         if self._interrupt is None:
             self._interrupt = asyncio.Event()
-            if self.cancel_requested:
+            if self.cancel_requested or self.lease_lost:
                 self._interrupt.set()
         return self._interrupt
 

@@ -92,7 +92,14 @@ class WorkflowFunction(Generic[P, R]):
         for name, param in self._signature.parameters.items():
             if name not in stored:
                 continue
-            value = from_json(stored[name], _parameter_annotation(param, hints))
+            annotation = _parameter_annotation(param, hints)
+            try:
+                value = from_json(stored[name], annotation)
+            except Exception as exc:  # the parameter's type changed since the run started
+                raise SerializationError(
+                    f"run {run_id!r} of workflow {self.workflow_id!r}: its stored argument "
+                    f"{name!r} cannot be rebuilt as {annotation!r} ({type(exc).__name__})"
+                ) from exc
             if param.kind is param.VAR_POSITIONAL:
                 args.extend(value)
             elif param.kind is param.VAR_KEYWORD:

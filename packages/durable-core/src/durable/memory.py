@@ -160,8 +160,8 @@ class InMemoryStore(Store):
     ) -> None:
         now = time.time()
         record = self._runs.get(run_id) or RunRecord(run_id, "", status, created_at=_stamp(now))
-        if owner and record.owner not in (None, owner):
-            return  # taken over: the new owner records the outcome
+        if owner and (record.status != "running" or record.owner != owner):
+            return  # taken over or ended meanwhile: not this owner's to finish
         self._runs[run_id] = dataclasses.replace(
             record,
             status=status,

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import DurableError, SerializationError, UnsupportedOperation
+from .errors import DurableError, UnsupportedOperation
 from .records import RunRecord, RunStatus
 from .runner import RunExecutor, owner_is_dead
 from .store import Store
@@ -130,7 +130,7 @@ class RunManager:
         for record in await self.orphans():
             try:
                 started[record.run_id] = self.start_recovery(record)
-            except SerializationError as exc:
+            except DurableError as exc:
                 # Without stored inputs it can never be restarted from the store: fail it
                 # (with the reason) so that it stops being an orphan.
                 log.error("run %s cannot be recovered: %s", record.run_id, exc)

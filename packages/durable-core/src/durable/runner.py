@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -115,29 +116,40 @@ class RunExecutor:
         claim = await self._claim(flow, run_id, args, kwargs)
         if not claim.acquired:  # completed before: its recorded result is the answer
             return flow.rebuild_result(claim.record.result, run_id)
-        await self._refuse_if_stopped(claim.record)
-        store = self.store
+        try:
+            return await self._execute_owned(flow, claim.record, args, kwargs)
+        except BaseException:
+            # Whatever went wrong (a store error included), never leave the run holding
+            # its lease: another caller would wait it out. A finished run has no lease.
+            await asyncio.shield(self._release_quietly(run_id))
+            raise
+
+    async def _execute_owned(
+        self, flow: WorkflowFunction[..., Any], record: RunRecord, args: Any, kwargs: Any
+    ) -> Any:
+        run_id, store = record.run_id, self.store
+        await self._refuse_if_stopped(record)
         steps = await store.load_steps(run_id)
         ctx = RunContext(run_id, flow.workflow_id, store, None if steps is None else dict(steps))
-        ctx.recovered = claim.record.recoveries > 0
+        # Failed attempts may be on record when the run was executing before.
+        ctx.recovered = record.recoveries > 0 or bool(steps)
         heartbeat = _Heartbeat(self, ctx)
         self._contexts[run_id] = ctx
         token = active_run.set(ctx)
         try:
             result = await flow.fn(*args, **kwargs)
-        except LeaseLostError:
-            raise  # the new owner records the outcome
-        except RunCancelledError:
-            await store.finish_run(run_id, self.owner, "cancelled", error="cancelled")
-            log.info("workflow %s (run %s) cancelled", flow.workflow_id, run_id)
-            raise
         except Exception as exc:
+            # The run's own state decides, not the exception's type: a nested run's
+            # cancellation or lost lease is a failure of this one.
+            if ctx.lease_lost:
+                raise  # the new owner records the outcome
+            if ctx.cancel_requested and isinstance(exc, RunCancelledError):
+                await store.finish_run(run_id, self.owner, "cancelled", error="cancelled")
+                log.info("workflow %s (run %s) cancelled", flow.workflow_id, run_id)
+                raise
             error = f"{type(exc).__name__}: {exc}"
             await store.finish_run(run_id, self.owner, "failed", error=error)
             log.error("workflow %s (run %s) failed: %s", flow.workflow_id, run_id, error)
-            raise
-        except asyncio.CancelledError:
-            await asyncio.shield(self._release_quietly(run_id))
             raise
         finally:
             active_run.reset(token)
@@ -148,14 +160,9 @@ class RunExecutor:
                 f"run {run_id!r} was taken over by another owner before it finished here; "
                 "its outcome is theirs to record"
             )
-        try:
-            fault_point("before-finish", run_id)
-            await self._record_result(flow, run_id, result)
-            fault_point("after-finish", run_id)
-        except BaseException:
-            # Never leave a finished body holding its lease: another caller would wait it out.
-            await asyncio.shield(self._release_quietly(run_id))
-            raise
+        fault_point("before-finish", run_id)
+        await self._record_result(flow, run_id, result)
+        fault_point("after-finish", run_id)
         log.info("workflow %s (run %s) completed", flow.workflow_id, run_id)
         return result
 
@@ -247,6 +254,7 @@ class _Heartbeat:
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()
         self._renewal: asyncio.Task[None] | None = None
+        self._renewed_at = time.monotonic()
         self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)
 
     def _due(self) -> None:
@@ -260,10 +268,14 @@ class _Heartbeat:
             )
         except Exception:
             log.warning("run %s: renewing its lease failed", ctx.run_id, exc_info=True)
-            still_ours = True  # try again next time; the lease has slack
+            # Try again next time while the lease lasts; once it has run out, another
+            # process may own the run, so this one must stop.
+            still_ours = time.monotonic() - self._renewed_at < executor.lease_seconds
+        else:
+            self._renewed_at = time.monotonic()
         if not still_ours:
-            log.error("run %s: another owner took it over; stopping here", ctx.run_id)
-            ctx.lease_lost = True
+            log.error("run %s: its lease is lost; stopping here", ctx.run_id)
+            ctx.lose_lease()
             return
         await self._notice_cancellation()
         self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)
@@ -310,6 +322,7 @@ def rebuild(value: Any, fn: Callable[..., Awaitable[Any]], what: str) -> Any:
     try:
         return from_json(value, annotation)
     except Exception as exc:
+        # The message names the type of error only: its text may quote the value.
         raise SerializationError(
-            f"{what}: the stored value cannot be rebuilt as {annotation!r}: {exc}"
+            f"{what}: the stored value cannot be rebuilt as {annotation!r} ({type(exc).__name__})"
         ) from exc

@@ -152,8 +152,9 @@ class Store(ABC):
     ) -> None:
         """Record a run's outcome and release its lease.
 
-        Ignored when another owner holds the run (it was taken over, and the new owner
-        records the outcome); ``owner=""`` (the seed's ``mark_run_*``) always applies.
+        Applies only while the run is ``running`` and held by ``owner``: a run taken
+        over by another owner, or cancelled meanwhile, is left alone. ``owner=""``
+        (the seed's ``mark_run_*``) always applies.
         """
         if status == "completed":
             await self.mark_run_done(run_id)

@@ -120,7 +120,7 @@ class Task(Generic[P, R]):
                 )  # fmt: skip
                 # Kept in the store, so a restart during the backoff does not reset it.
                 await ctx.store.record_attempt(ctx.run_id, sid, attempt, repr(exc))
-                await asyncio.sleep(delay)
+                await ctx.pause_until(time.time() + delay)  # a cancellation cuts it short
                 attempt += 1
                 continue
             value = self._encode(result, ctx, sid)
@@ -152,9 +152,10 @@ class Task(Generic[P, R]):
         try:
             result: R = from_json(value, self._return_type)
         except Exception as exc:
+            # The message names the type of error only: its text may quote the value.
             raise SerializationError(
                 f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r}: the stored "
-                f"result cannot be rebuilt as {self._return_type!r}: {exc}"
+                f"result cannot be rebuilt as {self._return_type!r} ({type(exc).__name__})"
             ) from exc
         return result
 

@@ -136,14 +136,17 @@ return 1
 )
 
 # ARGV: ttl, owner ('' = any: the seed's mark_run_done/failed), status, has result,
-# result, has error, error. An owner that lost the run to another cannot finish it.
+# result, has error, error. Only the owner of a running run may finish it (an owner
+# that lost the run, or whose run was cancelled meanwhile, cannot); owner '' always can.
 FINISH = _script(
     "finish_run",
     """
 local now = clock()
 if redis.call('HEXISTS', run, 'status') == 1 then
-  local holder = redis.call('HGET', run, 'owner')
-  if holder and holder ~= ARGV[2] and ARGV[2] ~= '' then return 0 end
+  if ARGV[2] ~= '' and (redis.call('HGET', run, 'status') ~= 'running'
+                        or redis.call('HGET', run, 'owner') ~= ARGV[2]) then
+    return 0
+  end
 else
   redis.call('HSET', run, 'workflow', '', 'created', stamp(now))
 end

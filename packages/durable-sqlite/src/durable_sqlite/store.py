@@ -70,9 +70,10 @@ class SQLiteStore(Store):
     def from_url(cls, url: str) -> SQLiteStore:
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
+            # The URL itself is not repeated: a host part may carry a password.
             raise ValueError(
-                f"a SQLite URL names a file, not a host: {url!r}; use sqlite:///relative.db "
-                "or sqlite:////absolute/path.db"
+                f"a SQLite URL names a file, not a host ({parts.hostname!r}); use "
+                "sqlite:///relative.db or sqlite:////absolute/path.db"
             )
         path = unquote(parts.path)
         path = path[1:] if path.startswith("/") else path
@@ -300,7 +301,8 @@ class SQLiteStore(Store):
         }
 
         async def finish(tx: Tx) -> None:
-            # A run taken over by another owner is theirs to finish.
+            # Only the owner of a running run finishes it: a run taken over, or cancelled
+            # meanwhile, is not this owner's any more.
             await tx.execute(
                 "INSERT INTO runs (run_id, workflow, status, result, has_result, error, "
                 "created_at, updated_at) "
@@ -308,7 +310,7 @@ class SQLiteStore(Store):
                 "ON CONFLICT (run_id) DO UPDATE SET status = :status, result = :result, "
                 "has_result = :has_result, error = :error, owner = NULL, "
                 "lease_expires_at = NULL, updated_at = :now, cancel_requested = 0 "
-                "WHERE runs.owner IS NULL OR runs.owner = :owner OR :owner = ''",
+                "WHERE :owner = '' OR (runs.status = 'running' AND runs.owner = :owner)",
                 params,
             )
 
@@ -393,12 +395,16 @@ class SQLiteStore(Store):
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _read(self, sql: str, params: Params) -> list[Row]:
+        if not self._db.is_open:  # closed by another user of this store: open again
+            await self.setup()
         try:
             return await self._db.read(sql, params)
         except sqlite3.Error as exc:
             raise self._error("read", exc) from exc
 
     async def _write(self, what: str, body: Callable[[Tx], Awaitable[T]]) -> T:
+        if not self._db.is_open:
+            await self.setup()
         try:
             return await self._db.write(body)
         except sqlite3.Error as exc:
