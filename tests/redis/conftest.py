@@ -16,11 +16,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -257,22 +257,6 @@ Spawn = Callable[..., "subprocess.Popen[str]"]
 
 
 @pytest.fixture
-def spawn() -> Iterator[Spawn]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: object) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, str(WORKER), *map(str, args)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+def spawn(start_script: Callable[..., subprocess.Popen[str]]) -> Spawn:
+    """Start this folder's worker script with these arguments."""
+    return functools.partial(start_script, WORKER)

@@ -8,10 +8,10 @@
               schema version 0) left it; ``seed_steps`` is what its steps hold.
 """
 
+import functools
 import json
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,25 +30,9 @@ Spawn = Callable[..., "subprocess.Popen[str]"]
 
 
 @pytest.fixture
-def spawn() -> Iterator[Spawn]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: object) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, str(WORKER), *map(str, args)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+def spawn(start_script: Callable[..., subprocess.Popen[str]]) -> Spawn:
+    """Start this folder's worker script with these arguments."""
+    return functools.partial(start_script, WORKER)
 
 
 @pytest.fixture
