@@ -113,7 +113,12 @@ class RunExecutor:
     async def _execute(
         self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
     ) -> Any:
-        claim = await self._claim(flow, run_id, args, kwargs)
+        try:
+            claim = await self._claim(flow, run_id, args, kwargs)
+        except asyncio.CancelledError:
+            # The claim may have committed before the cancellation landed.
+            await asyncio.shield(self._release_quietly(run_id))
+            raise
         if not claim.acquired:  # completed before: its recorded result is the answer
             return flow.rebuild_result(claim.record.result, run_id)
         try:
@@ -131,8 +136,10 @@ class RunExecutor:
         await self._refuse_if_stopped(record)
         steps = await store.load_steps(run_id)
         ctx = RunContext(run_id, flow.workflow_id, store, None if steps is None else dict(steps))
-        # Failed attempts may be on record when the run was executing before.
-        ctx.recovered = record.recoveries > 0 or bool(steps)
+        # Failed attempts may be on record when the run was executing before (a new
+        # record was created and claimed at the same moment).
+        ctx.recovered = record.created_at != record.updated_at or record.recoveries > 0
+        ctx.recovered = ctx.recovered or bool(steps)
         heartbeat = _Heartbeat(self, ctx)
         self._contexts[run_id] = ctx
         token = active_run.set(ctx)

@@ -101,6 +101,7 @@ class Task(Generic[P, R]):
     ) -> R:
         attempt = await ctx.attempts_before(sid) + 1
         if attempt > self.retries + 1:
+            await ctx.store.record_attempt(ctx.run_id, sid, 0, "retries exhausted")
             raise RetriesExhaustedError(
                 f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r} used all its "
                 f"{self.retries + 1} attempts before the process restarted"
