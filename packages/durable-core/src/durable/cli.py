@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .errors import DurableError, PluginError, StoreError
-from .operations import cancel_run, listing_or_empty
+from .operations import cancel_run, run_with_history
 from .plugins import DEFAULT_DB, installed_plugins, resolve_store
 from .records import FINAL_STATUSES, RUN_STATUSES, RunRecord
 from .serialization import Unserializable, to_json
@@ -89,12 +89,9 @@ async def _list(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _show(store: Store, args: argparse.Namespace) -> int:
-    run = await store.get_run(args.run_id)
+    run = await run_with_history(store, args.run_id)
     if run is None:
         return _not_found(args.run_id)
-    steps = await listing_or_empty(store.list_steps(args.run_id))
-    signals = await listing_or_empty(store.list_signals(args.run_id))
-    run = dataclasses.replace(run, steps=tuple(steps), signals=tuple(signals))
     if args.json:
         _print_json(_run_json(run, details=True))
         return OK

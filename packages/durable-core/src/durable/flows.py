@@ -48,31 +48,25 @@ class WorkflowFunction(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        return self.run(self.run_id_for(*args, **kwargs), *args, **kwargs)
+        bound = self._signature.bind(*args, **kwargs)  # once, for the inputs and the id
+        inputs = _inputs(bound)  # the call's own arguments, before defaults are applied
+        return self._executor.run(self, self._run_id(bound), args, kwargs, inputs)
 
     async def run(self, run_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Start, resume or replay the run ``run_id`` with these arguments."""
-        result: R = await self._executor.run(self, run_id, args, kwargs)
+        inputs = _inputs(self._signature.bind(*args, **kwargs))
+        result: R = await self._executor.run(self, run_id, args, kwargs, inputs)
         return result
 
     def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The run id a call with these arguments uses."""
-        bound = self._signature.bind(*args, **kwargs)
+        return self._run_id(self._signature.bind(*args, **kwargs))
+
+    def _run_id(self, bound: inspect.BoundArguments) -> str:
         bound.apply_defaults()
         if self._template is None:
             return default_run_id(self._app, self.name, bound)
         return self._template.format(bound)
-
-    def inputs_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The call's arguments as JSON data for the run record (None if not storable)."""
-        try:
-            bound = self._signature.bind(*args, **kwargs)
-        except TypeError:
-            return None
-        try:
-            return to_json(dict(bound.arguments))
-        except Unserializable:
-            return None
 
     def arguments_from(self, inputs: Any, run_id: str) -> tuple[list[Any], dict[str, Any]]:
         """Rebuild a call's ``(args, kwargs)`` from a run's stored inputs."""
@@ -116,6 +110,14 @@ class WorkflowFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<durable workflow {self.workflow_id!r}>"
+
+
+def _inputs(bound: inspect.BoundArguments) -> Any:
+    """A call's arguments as JSON data for the run record (None if not storable)."""
+    try:
+        return to_json(dict(bound.arguments))
+    except Unserializable:
+        return None
 
 
 def _parameter_annotation(param: inspect.Parameter, hints: dict[str, Any]) -> Any:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, overload
 
+from .records import lease_is_live
 from .store import (
     FinalStatus,
     RunClaim,
@@ -185,11 +186,7 @@ class InMemoryStore(Store):
         if record is None or record.status not in ("running", "failed"):
             return _detached(record)
         now = time.time()
-        executing = (
-            record.status == "running"
-            and record.owner is not None
-            and (record.lease_expires_at or 0) > now
-        )
+        executing = record.status == "running" and lease_is_live(record, now)
         record = self._runs[run_id] = dataclasses.replace(
             record,
             status="running" if executing else "cancelled",

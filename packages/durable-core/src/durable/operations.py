@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import DurableError, UnsupportedOperation
-from .records import RunRecord, RunStatus
+from .records import RunRecord, RunStatus, lease_is_live
 from .runner import RunExecutor, owner_is_dead
 from .store import Store
 
@@ -46,13 +46,7 @@ class RunManager:
     # -- inspection -------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        store = await self._executor.ready_store()
-        record = await store.get_run(run_id)
-        if record is None:
-            return None
-        steps = await listing_or_empty(store.list_steps(run_id))
-        signals = await listing_or_empty(store.list_signals(run_id))
-        return dataclasses.replace(record, steps=tuple(steps), signals=tuple(signals))
+        return await run_with_history(await self._executor.ready_store(), run_id)
 
     async def list_runs(
         self, status: RunStatus | None, workflow: str | None, limit: int
@@ -101,12 +95,7 @@ class RunManager:
             for record in running
             if record.workflow in self.workflows
             and record.run_id not in self._recovered
-            and (
-                record.owner is None
-                or record.lease_expires_at is None
-                or record.lease_expires_at <= now
-                or owner_is_dead(record.owner)
-            )
+            and (not lease_is_live(record, now) or owner_is_dead(record.owner))
         ]
 
     def start_recovery(self, record: RunRecord) -> asyncio.Task[Any]:
@@ -169,6 +158,16 @@ class RunManager:
                 f"not defined on this Workflow (defined: {known})"
             )
         return flow
+
+
+async def run_with_history(store: Store, run_id: str) -> RunRecord | None:
+    """A run's record with its steps and signals (those the store can list)."""
+    record = await store.get_run(run_id)
+    if record is None:
+        return None
+    steps = await listing_or_empty(store.list_steps(run_id))
+    signals = await listing_or_empty(store.list_signals(run_id))
+    return dataclasses.replace(record, steps=tuple(steps), signals=tuple(signals))
 
 
 async def cancel_run(store: Store, run_id: str) -> RunRecord | None:

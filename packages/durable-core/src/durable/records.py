@@ -85,12 +85,15 @@ def claim_allowed(
         return not record.has_result
     if record.status != "running":  # cancelled or dead: only Store.reopen_run revives it
         return False
+    return record.owner in (owner, takeover_from) or not lease_is_live(record, now)
+
+
+def lease_is_live(record: RunRecord, now: float) -> bool:
+    """Whether an owner holds the run under a lease that has not run out."""
     return (
-        record.owner is None
-        or record.owner == owner
-        or record.owner == takeover_from
-        or record.lease_expires_at is None
-        or record.lease_expires_at <= now
+        record.owner is not None
+        and record.lease_expires_at is not None
+        and record.lease_expires_at > now
     )
 
 

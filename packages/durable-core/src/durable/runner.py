@@ -83,9 +83,17 @@ class RunExecutor:
             await self.store.close()
 
     async def run(
-        self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
+        self,
+        flow: WorkflowFunction[..., Any],
+        run_id: str,
+        args: Any,
+        kwargs: Any,
+        inputs: Any,
     ) -> Any:
-        """Execute or replay ``run_id``; a second call for a run in flight here waits for it."""
+        """Execute or replay ``run_id``; a second call for a run in flight here waits for it.
+
+        ``inputs`` are the call's arguments as JSON data, kept in the run's record.
+        """
         await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
             try:
@@ -97,7 +105,7 @@ class RunExecutor:
         outcome.add_done_callback(_consume)
         self._inflight[run_id] = outcome
         try:
-            result = await self._execute(flow, run_id, args, kwargs)
+            result = await self._execute(flow, run_id, args, kwargs, inputs)
         except asyncio.CancelledError:
             outcome.cancel()
             raise
@@ -111,10 +119,10 @@ class RunExecutor:
             del self._inflight[run_id]
 
     async def _execute(
-        self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
+        self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any, inputs: Any
     ) -> Any:
         try:
-            claim = await self._claim(flow, run_id, args, kwargs)
+            claim = await self._claim(flow, run_id, inputs)
         except asyncio.CancelledError:
             # The claim may have committed before the cancellation landed.
             await asyncio.shield(self._release_quietly(run_id))
@@ -201,11 +209,8 @@ class RunExecutor:
         except Exception:
             log.warning("run %s: could not release its lease", run_id, exc_info=True)
 
-    async def _claim(
-        self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any
-    ) -> RunClaim:
+    async def _claim(self, flow: WorkflowFunction[..., Any], run_id: str, inputs: Any) -> RunClaim:
         """Own the run, or return the refused claim of a run that completed with a result."""
-        inputs = flow.inputs_of(args, kwargs)
         takeover: str | None = None
         waiting_logged = False
         while True:
