@@ -11,7 +11,7 @@ import pytest
 
 from durable import Workflow
 from durable.backoff import constant
-from durable_sqlite import SQLiteStore
+from durable_sqlite import SQLiteStore, connection
 
 Raw = Callable[..., sqlite3.Connection]
 
@@ -377,7 +377,10 @@ async def test_cancelled_workflow_during_checkpoint_resumes(db_path: Path, raw: 
 # -- WAL checkpoints ----------------------------------------------------------------------
 
 
-async def test_wal_stays_bounded_under_sustained_writes(db_path: Path) -> None:
+async def test_wal_stays_bounded_under_sustained_writes(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "CHECKPOINT_EVERY", 1000)  # sizes below assume it
     store = SQLiteStore(db_path)
     wf = Workflow("app", db=store, default_backoff=constant(0))
     wal = db_path.with_name(db_path.name + "-wal")
@@ -411,7 +414,10 @@ async def test_wal_stays_bounded_under_sustained_writes(db_path: Path) -> None:
         await wf.close()
 
 
-async def test_wal_is_reused_when_writes_pause(db_path: Path) -> None:
+async def test_wal_is_reused_when_writes_pause(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "CHECKPOINT_EVERY", 1000)
     store = SQLiteStore(db_path)
     await store.setup()
     wal = db_path.with_name(db_path.name + "-wal")

@@ -7,7 +7,7 @@ import json
 
 from durable.store import RunRecord
 
-from .connection import Row, Tx
+from .transactions import Row, Tx
 
 RUN_COLUMNS = (
     "run_id, workflow, status, inputs, result, has_result, error, owner, "
@@ -39,6 +39,20 @@ SAVE_STEP = (
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "
     "result = excluded.result, attempt = excluded.attempt, created_at = excluded.created_at"
 )
+
+#: Steps per page of a run's steps loaded at its start.
+LOAD_PAGE = 128
+
+# One page of a run's steps as the text of one JSON object, with its last step id. The
+# results are spliced in as stored (json.dumps output, NaN included), not re-parsed.
+_STEPS_PAGE = """
+SELECT '{{' || coalesce(group_concat(json_quote(step_id) || ':' || result, ','), '') || '}}',
+       max(step_id), count(*)
+FROM (SELECT step_id, result FROM steps WHERE run_id = ? AND step_id {after} ?
+      ORDER BY step_id LIMIT ?)
+"""
+FIRST_STEPS_PAGE = _STEPS_PAGE.format(after=">=")  # with "": every step id
+NEXT_STEPS_PAGE = _STEPS_PAGE.format(after=">")
 
 
 async def select_run(tx: Tx, run_id: str) -> RunRecord | None:
