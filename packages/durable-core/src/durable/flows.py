@@ -12,6 +12,7 @@ from .errors import SerializationError
 from .ids import RunIdTemplate, default_run_id
 from .runner import rebuild
 from .serialization import Unserializable, from_json, to_json
+from .turns import take_turn
 
 if TYPE_CHECKING:
     from .runner import RunExecutor
@@ -48,9 +49,16 @@ class WorkflowFunction(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return self._start(args, kwargs)
+
+    async def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        # A thousand calls gathered at once each wait their turn before binding and
+        # encoding their arguments, rather than all in the caller's turn of the loop.
+        await take_turn()
         bound = self._signature.bind(*args, **kwargs)  # once, for the inputs and the id
         inputs = _inputs(bound)  # the call's own arguments, before defaults are applied
-        return self._executor.run(self, self._run_id(bound), args, kwargs, inputs)
+        result: R = await self._executor.run(self, self._run_id(bound), args, kwargs, inputs)
+        return result
 
     async def run(self, run_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Start, resume or replay the run ``run_id`` with these arguments."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -14,6 +13,7 @@ from .context import RunContext, active_run
 from .errors import DurableError, LeaseLostError, RetriesExhaustedError, SerializationError
 from .faults import fault_point
 from .serialization import Unserializable, from_json, return_annotation, to_json
+from .turns import take_turn
 
 log = logging.getLogger("durable")
 
@@ -21,19 +21,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _UNRESOLVED: Any = object()
-
-#: Steps that never wait (a fast checkpoint, a replay) would hold the event loop for a
-#: whole workflow; after this many seconds without a pause, a step lets others run.
-YIELD_EVERY = 0.0005
-_last_pause = 0.0
-
-
-async def share_the_loop() -> None:
-    """Give the event loop back if this thread has held it for YIELD_EVERY seconds."""
-    global _last_pause
-    if time.perf_counter() - _last_pause >= YIELD_EVERY:
-        await asyncio.sleep(0)
-        _last_pause = time.perf_counter()
 
 
 class Task(Generic[P, R]):
@@ -89,7 +76,7 @@ class Task(Generic[P, R]):
             )
         sid = step_id if step_id is not None else ctx.next_step_id(self.name)
         found, value = await ctx.completed_step(sid)
-        await share_the_loop()
+        await take_turn()  # a step that never waits must not keep the loop
         if found:
             log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
             return self._rebuild(value, ctx, sid)
