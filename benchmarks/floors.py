@@ -55,6 +55,14 @@ async def plain_flow(steps: int) -> int:
     return steps
 
 
+async def plain_waiting_flow(steps: int) -> int:
+    """plain_flow, giving the loop back before each step as a store's commit would."""
+    for i in range(steps):
+        await asyncio.sleep(0)
+        await plain_step(i)
+    return steps
+
+
 # -- sqlite3 ----------------------------------------------------------------------------
 
 
@@ -233,6 +241,17 @@ async def concurrent_plain(env: Env) -> Outcome:
     async with env.measure():
         results = await asyncio.gather(
             *(plain_flow(STEPS_C) for _ in range(env.size)), return_exceptions=True
+        )
+    errors = sum(1 for r in results if isinstance(r, BaseException))
+    return Outcome(steps=env.size * STEPS_C, workflows=env.size, errors=errors)
+
+
+async def concurrent_plain_waiting(env: Env) -> Outcome:
+    """C's plain calls, each waiting once per step: the loop's own cost of the gather."""
+    await plain_waiting_flow(STEPS_C)
+    async with env.measure():
+        results = await asyncio.gather(
+            *(plain_waiting_flow(STEPS_C) for _ in range(env.size)), return_exceptions=True
         )
     errors = sum(1 for r in results if isinstance(r, BaseException))
     return Outcome(steps=env.size * STEPS_C, workflows=env.size, errors=errors)
