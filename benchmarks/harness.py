@@ -63,16 +63,48 @@ class RunQueueClock:
             self._fd = None
 
 
+class IdleClock:
+    """When the loop last waited in its selector (epoll), as ``loop.time()`` values.
+
+    epoll counts in whole milliseconds: a loop that goes idle 0.3 ms before a timer is
+    due sleeps 1 ms, so the timer runs 0.7 ms late with the loop doing nothing. Such
+    waiting is not a stall, and the ticker subtracts it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.start = self.end = 0.0
+        self._selector: Any = getattr(loop, "_selector", None)
+        self._select: Any = None
+        if self._selector is not None:
+            self._select = self._selector.select
+            self._selector.select = self._timed_select
+        self._time = loop.time
+
+    def _timed_select(self, timeout: float | None = None) -> Any:
+        self.start = self._time()
+        try:
+            return self._select(timeout)
+        finally:
+            self.end = self._time()
+
+    def idle_after(self, due: float) -> float:
+        """Seconds of the last wait that fell after ``due``."""
+        return max(0.0, self.end - max(self.start, due))
+
+    def close(self) -> None:
+        if self._selector is not None:
+            self._selector.select = self._select
+
+
 class StallTicker:
     """Asks the loop to run a callback every :data:`TICK` seconds; records how late each ran.
 
-    A stall is how long after its due time the loop got to a callback: how long the
-    loop was held by what ran before it. ``net_stalls`` are the same less the run-queue
+    A stall is how long after its due time the loop got to a callback, less any time
+    it spent waiting idle in epoll meanwhile (see :class:`IdleClock`): how long the loop
+    was held by what ran before it. ``net_stalls`` are the same less the run-queue
     wait (see :class:`RunQueueClock`). A *task* waking from ``asyncio.sleep`` needs one
     more turn of the loop (the timer resolves its future, the next turn resumes it), so
     its lateness is kept too (``task_stalls``): about two turns, where a stall is one.
-    The interval is 1 ms because epoll counts in milliseconds: a shorter sleep on an
-    idle loop would be rounded up and read as a stall.
     """
 
     def __init__(self, interval: float = TICK) -> None:
@@ -82,6 +114,7 @@ class StallTicker:
         self.task_stalls: list[float] = []
         self.runq_wait = 0.0
         self._clock = RunQueueClock()
+        self._idle: IdleClock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due = self._last_wait = self._first_wait = 0.0
         self._handle: asyncio.TimerHandle | None = None
@@ -89,6 +122,7 @@ class StallTicker:
 
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
+        self._idle = IdleClock(loop)
         self._last_wait = self._first_wait = self._clock.read()
         self._due = loop.time() + self.interval
         self._handle = loop.call_at(self._due, self._tick)
@@ -97,7 +131,8 @@ class StallTicker:
 
     def _record(self, now: float) -> None:
         wait = self._clock.read()
-        late = max(0.0, now - self._due)
+        idle = self._idle.idle_after(self._due) if self._idle is not None else 0.0
+        late = max(0.0, now - self._due - idle)
         self.stalls.append(late)
         self.net_stalls.append(max(0.0, late - (wait - self._last_wait)))
         self._last_wait = wait
@@ -123,6 +158,8 @@ class StallTicker:
             self._record(now)
         self.runq_wait = self._last_wait - self._first_wait
         self._clock.close()
+        if self._idle is not None:
+            self._idle.close()
         if self._handle is not None:
             self._handle.cancel()
         if self._task is not None:

@@ -221,7 +221,8 @@ def evaluate(rows: Sequence[Row], imports: ImportTimes | None) -> list[Target]:
             ratio <= 3 and d.errors == 0,
             f"{d.us_per_step:.2f} vs {d_floor.us_per_step:.2f} µs/step = {ratio:.2f}×; "
             f"executed {checks.get('steps_executed')} steps, "
-            f"{checks.get('load_queries')} load query, {checks.get('get_step_queries')} "
+            f"{checks.get('load_queries')} load ({checks.get('reads')} queries: pages of "
+            f"steps, the run), {checks.get('get_step_queries')} "
             "single-step reads",
         ))  # fmt: skip
     if imports is not None:

@@ -32,6 +32,7 @@ class CountingStore(SQLiteStore):
         super().__init__(path, durability=durability)
         self.loads = 0
         self.gets = 0
+        self.reads = 0
 
     async def load_steps(self, run_id: str) -> Mapping[str, Any]:
         self.loads += 1
@@ -40,6 +41,10 @@ class CountingStore(SQLiteStore):
     async def get_step(self, run_id: str, step_id: str) -> tuple[bool, Any]:
         self.gets += 1
         return await super().get_step(run_id, step_id)
+
+    async def _read(self, sql: str, params: Any) -> Any:
+        self.reads += 1
+        return await super()._read(sql, params)
 
 
 @dataclass
@@ -52,13 +57,14 @@ class App:
     def reset_counters(self) -> None:
         self.executed[0] = 0
         if isinstance(self.store, CountingStore):
-            self.store.loads = self.store.gets = 0
+            self.store.loads = self.store.gets = self.store.reads = 0
 
     def counters(self) -> dict[str, int]:
         counting = self.store if isinstance(self.store, CountingStore) else None
         return {
             "steps_executed": self.executed[0],  # 0: every step came from the store
-            "load_queries": counting.loads if counting else -1,  # 1: one query for the run
+            "load_queries": counting.loads if counting else -1,  # 1: one load for the run
+            "reads": counting.reads if counting else -1,  # its pages, and the run's record
             "get_step_queries": counting.gets if counting else -1,  # 0: none one at a time
         }
 

@@ -1,6 +1,7 @@
 """Connections: one long-lived one, replays in one query, durability, close, cancellation."""
 
 import asyncio
+import math
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from durable import Workflow
 from durable.backoff import constant
-from durable_sqlite import SQLiteStore, connection
+from durable_sqlite import SQLiteStore, connection, sql
 
 Raw = Callable[..., sqlite3.Connection]
 
@@ -168,6 +169,38 @@ async def test_replay_after_restart_loads_steps_in_one_query(
         assert gets == []
     finally:
         await second.close()
+
+
+async def test_a_long_run_loads_in_pages_with_every_step_intact(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(db_path)
+    await store.setup()
+    # Step ids that sort and quote awkwardly, and values json.dumps writes as it likes.
+    values: dict[str, Any] = {f"step#{i}": {"i": i, "text": 'a "q" \\ é'} for i in range(300)}
+    values[""] = "an empty step id"
+    values["'; DROP TABLE steps; --"] = [1, None, 2.5]
+    values["nan"] = float("nan")
+    try:
+        for step_id, value in values.items():
+            await store.checkpoint_step("long", step_id, value)
+        reads: list[str] = []
+        real_read = store._db.read
+
+        async def read(sql: str, params: Any = ()) -> Any:
+            reads.append(sql)
+            return await real_read(sql, params)
+
+        monkeypatch.setattr(store._db, "read", read)
+        loaded = dict(await store.load_steps("long"))
+
+        assert math.isnan(loaded.pop("nan"))
+        assert loaded == {k: v for k, v in values.items() if k != "nan"}
+        pages = -(-len(values) // sql.LOAD_PAGE)  # ceil: a full last page needs one more read
+        assert len(reads) in (pages, pages + 1)
+        assert await store.load_steps("no-such-run") == {}
+    finally:
+        await store.close()
 
 
 # -- durability="full" --------------------------------------------------------------------
