@@ -67,7 +67,7 @@ async def many(db: str, proc: str, workflows: str, steps: str, t0: str) -> None:
         *(flow(int(proc), n) for n in range(int(workflows))), return_exceptions=True
     )
     ended = time.time()
-    waited = wf.store._db._patient is not None  # type: ignore[attr-defined]
+    waited = wf.store._db.times_busy > 0  # type: ignore[attr-defined]
     await wf.close()
     errors = [repr(o) for o in outcomes if isinstance(o, BaseException)]
     completed = sum(1 for o in outcomes if not isinstance(o, BaseException))

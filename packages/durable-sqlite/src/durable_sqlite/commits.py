@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from durable.faults import fault_point
 
@@ -49,6 +49,13 @@ LAST_RETRY = 0.004
 BUSY_ON_LOOP = 0.05
 
 
+class _Busy:
+    """What a write tried at once returns when another process holds the file."""
+
+
+BUSY = _Busy()
+
+
 class _Write:
     __slots__ = ("body", "done", "result")
 
@@ -70,6 +77,8 @@ class CommitQueue:
         self._retry: asyncio.TimerHandle | None = None
         self._busy_since: float | None = None
         self._busy_tries = 0
+        #: How many times a batch found the file locked by another connection.
+        self.times_busy = 0
         # The task that committed at once during this turn of the loop: any other task
         # writing in the same turn means writes are concurrent, and they queue.
         self._turn_writer: asyncio.Task[Any] | None = None
@@ -85,9 +94,9 @@ class CommitQueue:
                 self._turn_writer = task
                 loop.call_soon(self._end_turn)
             if self._turn_writer is task:
-                committed, result = self._commit_alone(body)
-                if committed:
-                    return result
+                result = self._commit_alone(body)
+                if result is not BUSY:
+                    return cast(T, result)
         done: asyncio.Future[T] = loop.create_future()
         self._pending.append(_Write(body, done))
         self._schedule_flush()
@@ -110,7 +119,7 @@ class CommitQueue:
             if self._patient is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._patient)
-            elif self._retry is not None:
+            elif self._retry is not None or self._db.holding_writes:
                 await asyncio.sleep(FIRST_RETRY)
             else:
                 self._flush()
@@ -118,10 +127,10 @@ class CommitQueue:
 
     # -- on the loop's thread ---------------------------------------------------------
 
-    def _commit_alone(self, body: Body[T]) -> tuple[bool, T | None]:
+    def _commit_alone(self, body: Body[T]) -> T | _Busy:
         conn = self._db.fast
         if not self._begin(conn):
-            return False, None
+            return BUSY
         try:
             result = complete_now(body(FastTx(conn)))
             conn.execute("COMMIT")
@@ -131,7 +140,7 @@ class CommitQueue:
             raise
         fault_point("after-commit")
         self._db.committed(1)
-        return True, result
+        return result
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -156,6 +165,7 @@ class CommitQueue:
 
     def _retry_on_loop(self) -> bool:
         """Try a busy file again soon on the loop's thread; False once that took too long."""
+        self.times_busy += 1
         if not self._db.writes_on_loop:
             return False
         now = time.monotonic()
@@ -182,7 +192,8 @@ class CommitQueue:
         taken: list[_Write] = []
         deadline = time.perf_counter() + SLICE
         try:
-            while self._pending and time.perf_counter() < deadline:
+            # At least one write a turn, however late this thread got here.
+            while self._pending and (not taken or time.perf_counter() < deadline):
                 write = self._pending.popleft()
                 if write.done.done():
                     continue

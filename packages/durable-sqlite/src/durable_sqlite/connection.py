@@ -115,8 +115,9 @@ class Database:
 
     async def close(self) -> None:
         if self._checkpoint is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._checkpoint
+            # wait, not await: the checkpoint's own failure is not close's, but a
+            # cancellation of the caller still is.
+            await asyncio.wait([self._checkpoint])
             self._checkpoint = None
         if self._fast is not None:
             await self._queue.drain()
@@ -130,6 +131,11 @@ class Database:
     @property
     def is_open(self) -> bool:
         return self._fast is not None
+
+    @property
+    def times_busy(self) -> int:
+        """How many times a write found the file locked by another connection."""
+        return self._queue.times_busy
 
     @property
     def fast(self) -> sqlite3.Connection:
