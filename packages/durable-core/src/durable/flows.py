@@ -62,6 +62,7 @@ class WorkflowFunction(Generic[P, R]):
 
     async def run(self, run_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Start, resume or replay the run ``run_id`` with these arguments."""
+        await take_turn()  # thousands of runs started at once start a few per turn
         inputs = _inputs(self._signature.bind(*args, **kwargs))
         result: R = await self._executor.run(self, run_id, args, kwargs, inputs)
         return result

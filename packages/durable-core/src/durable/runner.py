@@ -16,7 +16,6 @@ from .errors import LeaseLostError, RunCancelledError, RunFailedError, Serializa
 from .faults import fault_point
 from .serialization import Unserializable, from_json, return_annotation, to_json
 from .store import RunClaim, RunRecord, Store
-from .turns import take_turn
 
 if TYPE_CHECKING:
     from .flows import WorkflowFunction
@@ -95,7 +94,6 @@ class RunExecutor:
 
         ``inputs`` are the call's arguments as JSON data, kept in the run's record.
         """
-        await take_turn()  # thousands of runs started at once start a few per turn
         await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
             try:

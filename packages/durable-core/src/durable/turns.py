@@ -6,10 +6,11 @@ a replay) would keep one workflow on the loop for its whole length, and a thousa
 workflows started at once would each run up to their first wait in the same turn.
 
 So workflow starts and step boundaries pass :func:`take_turn`. While the current turn
-has spent less than :data:`TURN_BUDGET` seconds since durable work began in it, they go
-on; after that, and whenever others are already waiting, they wait in line. Early in
-each later turn, a few of them are let go (they run in the turn after): as many as kept
-recent turns near the budget, halving when a turn ran long, growing when it ran short.
+has spent less than :data:`TURN_BUDGET` seconds on durable work, they go on; after
+that they wait in line, first come first served. Early in each later turn, a few of
+them are let go (they run in the turn after): as many as kept recent turns near the
+budget, halving when a turn ran long, growing when it ran short. A task arriving in a
+turn with budget left goes on even while others wait: they are already on their way.
 """
 
 from __future__ import annotations

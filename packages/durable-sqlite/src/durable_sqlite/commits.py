@@ -43,7 +43,8 @@ PATIENT_BATCH = 32
 #: While another process holds the write lock, the queue tries again on the loop's
 #: thread after these waits (doubling), for up to BUSY_ON_LOOP seconds: other writers
 #: commit in well under a millisecond, and a try costs ~5 µs where a hand-off to the
-#: patient thread costs ~85 µs and contends for the GIL. Then the patient thread waits.
+#: patient thread costs ~85 µs and contends for the GIL. Then the patient thread waits
+#: (a busy_timeout shorter than BUSY_ON_LOOP shortens the tries on the loop).
 FIRST_RETRY = 0.0005
 LAST_RETRY = 0.004
 BUSY_ON_LOOP = 0.05
@@ -171,7 +172,7 @@ class CommitQueue:
         now = time.monotonic()
         if self._busy_since is None:
             self._busy_since, self._busy_tries = now, 0
-        if now - self._busy_since > BUSY_ON_LOOP:
+        if now - self._busy_since > min(BUSY_ON_LOOP, self._db.busy_timeout):
             self._busy_since = None
             return False
         delay = min(LAST_RETRY, FIRST_RETRY * 2**self._busy_tries)
