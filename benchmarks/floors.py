@@ -18,6 +18,7 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiosqlite
@@ -236,22 +237,20 @@ async def workflows_plain(env: Env) -> Outcome:
     return Outcome(steps=env.size * STEPS_B, workflows=env.size)
 
 
-async def concurrent_plain(env: Env) -> Outcome:
-    await plain_flow(STEPS_C)
+async def _gathered(env: Env, flow: Callable[[int], Coroutine[Any, Any, int]]) -> Outcome:
+    await flow(STEPS_C)
     async with env.measure():
         results = await asyncio.gather(
-            *(plain_flow(STEPS_C) for _ in range(env.size)), return_exceptions=True
+            *(flow(STEPS_C) for _ in range(env.size)), return_exceptions=True
         )
     errors = sum(1 for r in results if isinstance(r, BaseException))
     return Outcome(steps=env.size * STEPS_C, workflows=env.size, errors=errors)
+
+
+async def concurrent_plain(env: Env) -> Outcome:
+    return await _gathered(env, plain_flow)
 
 
 async def concurrent_plain_waiting(env: Env) -> Outcome:
     """C's plain calls, each waiting once per step: the loop's own cost of the gather."""
-    await plain_waiting_flow(STEPS_C)
-    async with env.measure():
-        results = await asyncio.gather(
-            *(plain_waiting_flow(STEPS_C) for _ in range(env.size)), return_exceptions=True
-        )
-    errors = sum(1 for r in results if isinstance(r, BaseException))
-    return Outcome(steps=env.size * STEPS_C, workflows=env.size, errors=errors)
+    return await _gathered(env, plain_waiting_flow)
