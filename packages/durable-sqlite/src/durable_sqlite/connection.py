@@ -115,11 +115,12 @@ class Database:
         return self._patient
 
     async def close(self) -> None:
-        if self._checkpoint is not None:
+        checkpoint, self._checkpoint = self._checkpoint, None
+        if checkpoint is not None and checkpoint.get_loop() is asyncio.get_running_loop():
             # wait, not await: the checkpoint's own failure is not close's, but a
-            # cancellation of the caller still is.
-            await asyncio.wait([self._checkpoint])
-            self._checkpoint = None
+            # cancellation of the caller still is. (One begun on an earlier event loop
+            # ended with it.)
+            await asyncio.wait([checkpoint])
         if self._fast is not None:
             await self._queue.drain()
         if self._patient is not None:
