@@ -108,7 +108,7 @@ class CommitQueue:
         return db.writes_on_loop and not (self._pending or self._patient or db.holding_writes)
 
     def resume(self) -> None:
-        """Commit what queued up while writes were held (a WAL restart)."""
+        """Commit what queued up while writes were held (a WAL checkpoint)."""
         if self._pending and self._loop is not None:
             self._schedule_flush()
 
