@@ -11,10 +11,14 @@ can never go green by skipping what it was meant to test (see ``redis_url`` in
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from durable import Store, Workflow
+from durable.backoff import constant
 
 StartScript = Callable[..., "subprocess.Popen[str]"]
 
@@ -39,3 +43,19 @@ def start_script() -> Iterator[StartScript]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+@pytest.fixture
+async def make_wf(db: Callable[[], Store]) -> AsyncIterator[Callable[..., Workflow]]:
+    """Workflows on the folder's ``db`` fixture (a store factory), closed afterwards."""
+    made: list[Workflow] = []
+
+    def make(name: str = "app", **kwargs: Any) -> Workflow:
+        kwargs.setdefault("default_backoff", constant(0))
+        workflow = Workflow(name, db=db(), **kwargs)
+        made.append(workflow)
+        return workflow
+
+    yield make
+    for workflow in made:
+        await workflow.close()

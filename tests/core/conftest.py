@@ -50,21 +50,6 @@ WorkflowFactory = Callable[..., Workflow]
 
 
 @pytest.fixture
-async def make_wf(db: StoreSource) -> AsyncIterator[WorkflowFactory]:
-    made: list[Workflow] = []
-
-    def make(name: str = "app", **kwargs: Any) -> Workflow:
-        kwargs.setdefault("default_backoff", constant(0))
-        workflow = Workflow(name, db=db(), **kwargs)
-        made.append(workflow)
-        return workflow
-
-    yield make
-    for workflow in made:
-        await workflow.close()
-
-
-@pytest.fixture
 def store() -> InMemoryStore:
     return InMemoryStore()
 

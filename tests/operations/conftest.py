@@ -25,15 +25,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from durable import InMemoryStore, Store, Workflow
-from durable.backoff import constant
+from durable import InMemoryStore, Store
 from durable_sqlite import SQLiteStore
 
 HERE = Path(__file__).parent
@@ -50,21 +49,6 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSource:
         return lambda: store
     path = tmp_path / "ops.db"
     return lambda: SQLiteStore(str(path))
-
-
-@pytest.fixture
-async def make_wf(db: StoreSource) -> AsyncIterator[Callable[..., Workflow]]:
-    made: list[Workflow] = []
-
-    def make(name: str = "app", **kwargs: Any) -> Workflow:
-        kwargs.setdefault("default_backoff", constant(0))
-        workflow = Workflow(name, db=db(), **kwargs)
-        made.append(workflow)
-        return workflow
-
-    yield make
-    for workflow in made:
-        await workflow.close()
 
 
 @pytest.fixture

@@ -30,8 +30,8 @@ class TestRedisStoreOnFakeredis(StoreContract):
         return RedisStore(client=fakeredis.FakeAsyncRedis(server=self._server))
 
 
-class TestRedisStoreOnServer(StoreContract):
-    """``Workflow(db="redis://...?prefix=...")``: the store the entry point builds."""
+class _OnServer(StoreContract):
+    """A contract run against the real server, under a prefix of its own."""
 
     persistent = True
     notifies_signals = True
@@ -41,6 +41,10 @@ class TestRedisStoreOnServer(StoreContract):
     @pytest.fixture(autouse=True)
     def _redis_prefix(self, redis_url: str, prefix: str) -> None:
         self.url, self.prefix = redis_url, prefix
+
+
+class TestRedisStoreOnServer(_OnServer):
+    """``Workflow(db="redis://...?prefix=...")``: the store the entry point builds."""
 
     async def make_store(self) -> Store:
         store = resolve_store(f"{self.url}?prefix={self.prefix}")
@@ -48,17 +52,8 @@ class TestRedisStoreOnServer(StoreContract):
         return store
 
 
-class TestRedisStoreInjectedClient(StoreContract):
+class TestRedisStoreInjectedClient(_OnServer):
     """A ``redis.asyncio.Redis`` the application made, with ``ttl=None`` (no expiry)."""
-
-    persistent = True
-    notifies_signals = True
-    prefix: str
-    url: str
-
-    @pytest.fixture(autouse=True)
-    def _redis_prefix(self, redis_url: str, prefix: str) -> None:
-        self.url, self.prefix = redis_url, prefix
 
     async def make_store(self) -> Store:
         client = redis.asyncio.Redis.from_url(self.url, decode_responses=True)

@@ -49,21 +49,20 @@ class WorkflowFunction(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        return self._start(args, kwargs)
+        return self._start(None, args, kwargs)
 
-    async def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    async def run(self, run_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Start, resume or replay the run ``run_id`` with these arguments."""
+        return await self._start(run_id, args, kwargs)
+
+    async def _start(self, run_id: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         # A thousand calls gathered at once each wait their turn before binding and
         # encoding their arguments, rather than all in the caller's turn of the loop.
         await take_turn()
         bound = self._signature.bind(*args, **kwargs)  # once, for the inputs and the id
         inputs = _inputs(bound)  # the call's own arguments, before defaults are applied
-        result: R = await self._executor.run(self, self._run_id(bound), args, kwargs, inputs)
-        return result
-
-    async def run(self, run_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Start, resume or replay the run ``run_id`` with these arguments."""
-        await take_turn()  # thousands of runs started at once start a few per turn
-        inputs = _inputs(self._signature.bind(*args, **kwargs))
+        if run_id is None:
+            run_id = self._run_id(bound)
         result: R = await self._executor.run(self, run_id, args, kwargs, inputs)
         return result
 
