@@ -9,8 +9,11 @@ nothing queued lost behind a WAL checkpoint or at close.
 """
 
 import asyncio
+import errno
 import math
+import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,7 +24,7 @@ import pytest
 from durable import Workflow
 from durable.backoff import constant
 from durable.errors import StoreError
-from durable_sqlite import SQLiteStore, commits
+from durable_sqlite import SQLiteStore, commits, connection
 from durable_sqlite.transactions import Tx
 
 Raw = Callable[..., sqlite3.Connection]
@@ -275,6 +278,57 @@ async def test_close_commits_writes_queued_behind_a_checkpoint(db_path: Path, ra
     assert all(task.done() for task in writes)
     assert [task.result() for task in writes] == [None] * 500
     assert stored_steps(raw, db_path, "closing") == {f"s{i}" for i in range(500)}
+
+
+async def test_writes_go_on_while_a_checkpoint_flushes_the_wal(
+    store: SQLiteStore, raw: Raw, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushing, release = threading.Event(), threading.Event()
+    flushed: list[str] = []
+
+    def slow_flush(path: str) -> None:  # the fsync of a large WAL, in its thread
+        flushed.append(path)
+        flushing.set()
+        release.wait(timeout=10)
+
+    monkeypatch.setattr(connection, "_flush_to_disk", slow_flush)
+    db = store._db
+    await store.set_step("before", "s", 0)
+    db._checkpoint = asyncio.create_task(db._run_checkpoint())
+    assert await asyncio.to_thread(flushing.wait, 5)
+
+    # The WAL is being flushed, and writes are not held meanwhile ...
+    writes = asyncio.gather(*(store.set_step("during", f"s{i}", i) for i in range(20)))
+    await asyncio.wait_for(writes, timeout=5)
+    assert stored_steps(raw, db_path, "during") == {f"s{i}" for i in range(20)}
+    assert not db._checkpoint.done()
+
+    # ... and once it is flushed, the checkpoint copies the WAL into the database file.
+    release.set()
+    await asyncio.wait_for(db._checkpoint, timeout=10)
+    assert flushed[0] == f"{db_path}-wal"
+    assert steps_in_file_alone(raw, db_path) >= {("before", "s"), ("during", "s19")}
+
+
+async def test_a_checkpoint_goes_on_when_flushing_the_wal_fails(
+    store: SQLiteStore, raw: Raw, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_flush(path: str) -> None:
+        raise OSError(errno.EIO, "Input/output error", path)
+
+    monkeypatch.setattr(connection, "_flush_to_disk", failing_flush)
+    for i in range(20):
+        await store.set_step("r", f"s{i}", i)
+    await store._db._run_checkpoint()
+    # Left to SQLite's own fsync to report, never a reason to let the WAL grow.
+    assert steps_in_file_alone(raw, db_path) == {("r", f"s{i}") for i in range(20)}
+
+
+def steps_in_file_alone(raw: Raw, db_path: Path) -> set[tuple[str, str]]:
+    """The steps a copy of the database file holds without its WAL: what was checkpointed."""
+    alone = db_path.with_name("file-alone.db")
+    shutil.copyfile(db_path, alone)
+    return set(raw(alone).execute("SELECT run_id, step_id FROM steps"))
 
 
 # -- end to end ---------------------------------------------------------------------------
