@@ -295,19 +295,27 @@ async def test_writes_go_on_while_a_checkpoint_flushes_the_wal(
     db = store._db
     await store.set_step("before", "s", 0)
     db._checkpoint = asyncio.create_task(db._run_checkpoint())
-    assert await asyncio.to_thread(flushing.wait, 5)
+    try:
+        assert await asyncio.to_thread(flushing.wait, 5)
 
-    # The WAL is being flushed, and writes are not held meanwhile ...
-    writes = asyncio.gather(*(store.set_step("during", f"s{i}", i) for i in range(20)))
-    await asyncio.wait_for(writes, timeout=5)
-    assert stored_steps(raw, db_path, "during") == {f"s{i}" for i in range(20)}
-    assert not db._checkpoint.done()
+        # The WAL is being flushed: writes are not held meanwhile, and they commit on the
+        # patient thread (a commit beside that fsync can block for milliseconds) ...
+        on_loop = trace(db.fast)
+        await asyncio.wait_for(store.set_step("during", "alone", 0), timeout=5)
+        writes = asyncio.gather(*(store.set_step("during", f"s{i}", i) for i in range(20)))
+        await asyncio.wait_for(writes, timeout=5)
+        assert stored_steps(raw, db_path, "during") == {"alone"} | {f"s{i}" for i in range(20)}
+        assert commit_count(on_loop) == 0
+        assert not db._checkpoint.done()
+    finally:
+        release.set()
 
     # ... and once it is flushed, the checkpoint copies the WAL into the database file.
-    release.set()
     await asyncio.wait_for(db._checkpoint, timeout=10)
     assert flushed[0] == f"{db_path}-wal"
     assert steps_in_file_alone(raw, db_path) >= {("before", "s"), ("during", "s19")}
+    await store.set_step("after", "s", 0)  # and commits are back on the loop's thread
+    assert commit_count(on_loop) == 1
 
 
 async def test_a_checkpoint_goes_on_when_flushing_the_wal_fails(

@@ -6,8 +6,9 @@ writes queue up, and the queue is committed from the next turn on: in each turn,
 transaction holding as many writes as fit in :data:`SLICE` seconds (~50 checkpoints).
 So 1,000 concurrent workflows make a few dozen commits per round of steps instead of
 1,000, and the loop is never held by one commit for more than a fraction of a
-millisecond. When the file is busy (another process is writing) or durability is
-``"full"``, a batch goes to the patient connection's thread instead.
+millisecond. When the file is busy (another process is writing), durability is
+``"full"`` or the WAL is being flushed before a checkpoint, a batch goes to the patient
+connection's thread instead.
 
 A write is an async body of a :class:`~durable_sqlite.connection.Tx`. A body that raises
 rolls its transaction back; it alone gets the error, and the other writes of the batch
@@ -150,8 +151,11 @@ class CommitQueue:
         self._drop_abandoned()
         if not self._pending:
             return
+        if not self._db.writes_on_loop:
+            self._commit_off_loop()
+            return
         try:
-            done_here = self._db.writes_on_loop and self._commit_slice()
+            done_here = self._commit_slice()
         except Exception as exc:  # BEGIN or COMMIT failed: every taken write fails
             done_here = True
             _fail_all(self._pending, exc)
@@ -159,16 +163,17 @@ class CommitQueue:
         if done_here:
             self._busy_since = None
         elif not self._retry_on_loop():
-            assert self._loop is not None
-            self._patient = self._loop.create_task(self._commit_patiently())
+            self._commit_off_loop()
         if self._pending and self._retry is None and self._patient is None:
             self._schedule_flush()
+
+    def _commit_off_loop(self) -> None:
+        assert self._loop is not None
+        self._patient = self._loop.create_task(self._commit_patiently())
 
     def _retry_on_loop(self) -> bool:
         """Try a busy file again soon on the loop's thread; False once that took too long."""
         self.times_busy += 1
-        if not self._db.writes_on_loop:
-            return False
         now = time.monotonic()
         if self._busy_since is None:
             self._busy_since, self._busy_tries = now, 0

@@ -3,11 +3,11 @@
 A WAL commit with ``synchronous=NORMAL`` takes ~10-15 µs here, while handing a call to
 a thread and back takes ~85 µs. So every statement is first tried synchronously on the
 event loop's thread, on a connection that never waits for a lock (``busy_timeout=0``).
-Only when that attempt finds the database busy (another process is writing), or when
-an fsync must happen (``durability="full"``), does the transaction go to an aiosqlite
-connection that waits in its own thread. WAL checkpoints also run off the loop, so the
-loop never waits for the disk. Writes of concurrent tasks share transactions
-(:mod:`durable_sqlite.commits`).
+Only when that attempt finds the database busy (another process is writing), when an
+fsync must happen (``durability="full"``) or while one runs (before a WAL checkpoint),
+does the transaction go to an aiosqlite connection that waits in its own thread. WAL
+checkpoints also run off the loop, so the loop never waits for the disk. Writes of
+concurrent tasks share transactions (:mod:`durable_sqlite.commits`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ log = logging.getLogger("durable.sqlite")
 T = TypeVar("T")
 
 #: Writes committed between two background WAL checkpoints. With the WAL flushed
-#: beforehand, a checkpoint holds this process's writes for ~3-5 ms after sequential
-#: writes and ~10-20 ms after concurrent ones (mostly the database file's fsync):
-#: paid every 4,000 writes, not every 1,000, for a WAL of up to ~25-35 MB, not ~6 MB.
+#: beforehand, a checkpoint holds this process's writes for ~3-6 ms (mostly the
+#: database file's fsync): paid every 4,000 writes, not every 1,000, for a WAL of up
+#: to ~25-35 MB, not ~6 MB.
 CHECKPOINT_EVERY = 4000
 #: A WAL still this many pages long after a checkpoint is restarted (~16 MB of 4 KiB).
 RESTART_AT_PAGES = 4000
@@ -59,7 +59,10 @@ class Database:
         self.read_only = read_only
         self.in_memory = path == ":memory:"
         # fsyncs must never stall the loop: with FULL every commit takes the thread.
-        self.writes_on_loop = synchronous == "NORMAL" or self.in_memory
+        self._commits_on_loop = synchronous == "NORMAL" or self.in_memory
+        #: True while the WAL is flushed to disk before a checkpoint: commits meanwhile
+        #: go to the patient thread (see _sync_wal_beside_writes).
+        self.flushing_wal = False
         self._fast: sqlite3.Connection | None = None
         self._patient: aiosqlite.Connection | None = None
         self._patient_lock: asyncio.Lock | None = None
@@ -135,6 +138,11 @@ class Database:
             fast.close()
 
     @property
+    def writes_on_loop(self) -> bool:
+        """Whether a commit may run on the loop's thread now, rather than the patient one."""
+        return self._commits_on_loop and not self.flushing_wal
+
+    @property
     def is_open(self) -> bool:
         return self._fast is not None
 
@@ -195,22 +203,28 @@ class Database:
 
     async def _sync_wal_beside_writes(self) -> None:
         # A checkpoint's time is nearly all its fsync of the WAL (~110 of ~115 ms for
-        # the WAL of 4,000 writes here), and commits appending to the WAL are not held
-        # up by an fsync running in another thread (no loop gap over ~1.5 ms measured).
-        # So the WAL is flushed first, beside the writes, each round flushing what the
-        # writes of the one before appended, and the held checkpoint finds ~10 ms left.
+        # the WAL of 4,000 writes here), so the WAL is flushed first, in a thread, each
+        # round flushing what the writes of the one before appended, and the checkpoint
+        # then holds the writes for ~5-20 ms instead. Writes meanwhile go to the patient
+        # thread: a commit appending to a WAL that is being fsynced blocked for 12-17
+        # ms now and then (the filesystem's journal), which must not happen on the loop.
         # A flush that fails is left to the checkpoint's own fsync to report (Linux
         # reports a device error to every descriptor open when it happened).
         wal = self.path + "-wal"
-        for _ in range(SYNC_ROUNDS):
-            started = time.monotonic()
-            try:
-                await asyncio.to_thread(_flush_to_disk, wal)
-            except OSError:
-                log.debug("flushing the WAL of %s failed", self.path, exc_info=True)
-                return
-            if time.monotonic() - started < SYNCED_ENOUGH:
-                return
+        self.flushing_wal = True
+        try:
+            for _ in range(SYNC_ROUNDS):
+                started = time.monotonic()
+                try:
+                    await asyncio.to_thread(_flush_to_disk, wal)
+                except OSError:
+                    log.debug("flushing the WAL of %s failed", self.path, exc_info=True)
+                    return
+                if time.monotonic() - started < SYNCED_ENOUGH:
+                    return
+        finally:
+            self.flushing_wal = False
+            self._queue.resume()
 
     async def _checkpoint_holding_writes(self, conn: aiosqlite.Connection) -> None:
         # This process's writes wait in their queue meanwhile: a commit made on the
