@@ -2,6 +2,7 @@
 plugin says exactly what to ``pip install``."""
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,3 +85,15 @@ def test_an_import_error_inside_an_installed_plugin_is_not_hidden(
         exec("from durable import RedisStore", {})
     assert caught.value.name == "redis_client_not_installed"
     assert not isinstance(caught.value, MissingPluginError)
+
+
+def test_import_durable_loads_no_plugin_and_no_entry_point_machinery() -> None:
+    # `import durable` stays cheap: importlib.metadata (email, zipfile, ...) alone was
+    # ~15-30% of it. Stores are looked up, and their packages imported, on first use.
+    code = (
+        "import sys, durable; "
+        "print(sorted(m for m in ('importlib.metadata', 'durable_sqlite', 'durable_redis', "
+        "'aiosqlite', 'redis') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
