@@ -35,7 +35,7 @@ log = logging.getLogger("durable.sqlite")
 T = TypeVar("T")
 
 #: Writes committed between two background WAL checkpoints. With the WAL flushed
-#: beforehand, a checkpoint holds this process's writes for ~3-6 ms (mostly the
+#: beforehand, a checkpoint holds this process's writes for ~3-8 ms (mostly the
 #: database file's fsync): paid every 4,000 writes, not every 1,000, for a WAL of up
 #: to ~25-35 MB, not ~6 MB.
 CHECKPOINT_EVERY = 4000
@@ -205,7 +205,7 @@ class Database:
         # A checkpoint's time is nearly all its fsync of the WAL (~110 of ~115 ms for
         # the WAL of 4,000 writes here), so the WAL is flushed first, in a thread, each
         # round flushing what the writes of the one before appended, and the checkpoint
-        # then holds the writes for ~3-6 ms instead. Writes meanwhile go to the patient
+        # then holds the writes for ~3-8 ms instead. Writes meanwhile go to the patient
         # thread: a commit appending to a WAL that is being fsynced blocked for 12-17
         # ms now and then (the filesystem's journal), which must not happen on the loop.
         # A flush that fails is left to the checkpoint's own fsync to report (Linux
