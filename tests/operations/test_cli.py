@@ -185,7 +185,9 @@ def test_runs_cancel_of_a_completed_run_exits_1(cli, populated: Path) -> None:
 def test_runs_cancel_of_a_run_executing_in_another_process(
     cli, spawn, db_file, ledger, ledger_lines
 ) -> None:
-    proc = spawn("steps", db_file, ledger, "c", 20, 0.4)
+    # Steps of 2 s: the CLI (a fresh interpreter, ~0.3 s on an idle 2-core machine, more
+    # under a loaded test run) must land its request while step-1 runs.
+    proc = spawn("steps", db_file, ledger, "c", 20, 2.0)
     deadline = time.monotonic() + 20
     while ("looper-c", "step-1", "start") not in ledger_lines():
         assert time.monotonic() < deadline
