@@ -213,7 +213,9 @@ async def test_cancel_from_another_workflow_object_stops_at_the_next_checkpoint(
 def test_a_run_in_another_process_stops_at_its_next_step_boundary(
     spawn, db_file, ledger_lines, ledger, worker
 ) -> None:
-    proc = spawn("steps", db_file, ledger, "x", 20, 0.4)
+    # Steps of 1 s: the request (opening the store here, then one write) must land
+    # while step-2 runs, also on a loaded machine.
+    proc = spawn("steps", db_file, ledger, "x", 20, 1.0)
     deadline = time.monotonic() + 20
     while ("looper-x", "step-2", "start") not in ledger_lines():
         assert time.monotonic() < deadline
