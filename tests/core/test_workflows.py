@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,6 +245,47 @@ async def test_a_failed_run_resumes_when_called_again(make_wf) -> None:
     assert record is not None
     assert record.status == "completed"
     assert record.error is None
+
+
+async def test_a_new_run_skips_loading_steps_and_a_resumed_one_loads_them(
+    db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose record the claim just made has no steps to load: one query saved per run."""
+    store = db()
+    loads: list[str] = []
+    real_load = store.load_steps
+
+    async def counted_load(run_id: str) -> Any:
+        loads.append(run_id)
+        return await real_load(run_id)
+
+    monkeypatch.setattr(store, "load_steps", counted_load)
+    wf = Workflow("app", db=store, default_backoff=constant(0))
+    executed: list[int] = []
+    broken = [True]
+
+    @wf.task
+    async def step(i: int) -> int:
+        executed.append(i)
+        return i
+
+    @wf.workflow(id="job-{key}")
+    async def job(key: str) -> int:
+        total = await step(1) + await step(2)
+        if broken:
+            raise Crash("after both steps")
+        return total
+
+    async with wf:
+        with pytest.raises(Crash):
+            await job("a")
+        assert loads == []  # created by its claim: nothing to load
+        broken.clear()
+        assert await job("a") == 3
+        assert loads == ["job-a"]  # on record: its steps are loaded, and replayed
+        assert executed == [1, 2]
+        assert await job("b") == 3
+        assert loads == ["job-a"]
 
 
 async def test_a_failure_in_the_body_after_all_steps_replays_every_step(wf: Workflow) -> None:

@@ -120,6 +120,7 @@ class InMemoryStore(Store):
             assert record is not None
             return RunClaim(False, _detached(record))
         recovered = counts_as_recovery(record, owner)
+        created = record is None
         if record is None:
             record = RunRecord(
                 run_id, workflow, "running", inputs=_copy(inputs), created_at=_stamp(now)
@@ -133,7 +134,7 @@ class InMemoryStore(Store):
             updated_at=_stamp(now),
             recoveries=record.recoveries + recovered,
         )
-        return RunClaim(True, _detached(record))
+        return RunClaim(True, _detached(record), created=created)
 
     async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
         record = self._runs.get(run_id)

@@ -69,10 +69,15 @@ class RunClaim:
 
     ``acquired`` means the caller now owns the run and may execute it. Otherwise
     ``record`` says why not: the run ended for good, or another owner's lease is live.
+    ``created`` means this claim made the run's record: the run starts afresh, and the
+    engine does not ask :meth:`Store.load_steps` for steps it cannot have (the engine
+    writes a run's steps only after claiming it). A store that cannot tell leaves it
+    False, and the engine loads the steps.
     """
 
     acquired: bool
     record: RunRecord
+    created: bool = False
 
 
 def claim_allowed(

@@ -130,7 +130,7 @@ class RunExecutor:
         if not claim.acquired:  # completed before: its recorded result is the answer
             return flow.rebuild_result(claim.record.result, run_id)
         try:
-            return await self._execute_owned(flow, claim.record, args, kwargs)
+            return await self._execute_owned(flow, claim, args, kwargs)
         except BaseException:
             # Whatever went wrong (a store error included), never leave the run holding
             # its lease: another caller would wait it out. A finished run has no lease.
@@ -138,16 +138,18 @@ class RunExecutor:
             raise
 
     async def _execute_owned(
-        self, flow: WorkflowFunction[..., Any], record: RunRecord, args: Any, kwargs: Any
+        self, flow: WorkflowFunction[..., Any], claim: RunClaim, args: Any, kwargs: Any
     ) -> Any:
-        run_id, store = record.run_id, self.store
+        record, store = claim.record, self.store
+        run_id = record.run_id
         await self._refuse_if_stopped(record)
-        steps = await store.load_steps(run_id)
+        steps = {} if claim.created else await store.load_steps(run_id)
         ctx = RunContext(run_id, flow.workflow_id, store, None if steps is None else dict(steps))
         # Failed attempts may be on record when the run was executing before (a new
         # record was created and claimed at the same moment).
-        ctx.recovered = record.created_at != record.updated_at or record.recoveries > 0
-        ctx.recovered = ctx.recovered or bool(steps)
+        ctx.recovered = not claim.created and (
+            record.created_at != record.updated_at or record.recoveries > 0 or bool(steps)
+        )
         heartbeat = _Heartbeat(self, ctx)
         self._contexts[run_id] = ctx
         token = active_run.set(ctx)

@@ -126,7 +126,8 @@ class Store(ABC):
         cancelled or dead-lettered, or another owner's lease is live
         (:func:`claim_allowed`). A granted claim sets status ``running``, and adds one
         to ``recoveries`` when it takes the run from another owner that left it running
-        (:func:`counts_as_recovery`).
+        (:func:`counts_as_recovery`). A claim that made the run's record may say so
+        (``RunClaim.created``): the engine then skips :meth:`load_steps` for it.
 
         The default, for minimal stores, grants every claim and records nothing.
         """

@@ -14,22 +14,28 @@ RUN_COLUMNS = (
     "lease_expires_at, created_at, updated_at, recoveries, cancel_requested"
 )
 
-# A claim is granted on a new run (the INSERT), or by the UPDATE when the WHERE allows
-# it: the rules of durable.store.claim_allowed and counts_as_recovery, in SQL.
-CLAIM = f"""
+# A claim is granted on a new run by CREATE_RUN (whose returned row says the run is
+# new), or on a run on record by RECLAIM when its WHERE allows it: the rules of
+# durable.store.claim_allowed and counts_as_recovery, in SQL.
+CREATE_RUN = f"""
 INSERT INTO runs (run_id, workflow, status, inputs, owner, lease_expires_at,
                   created_at, updated_at)
 VALUES (:run_id, :workflow, 'running', :inputs, :owner, :lease, :now, :now)
-ON CONFLICT (run_id) DO UPDATE SET
+ON CONFLICT (run_id) DO NOTHING
+RETURNING {RUN_COLUMNS}
+"""
+
+RECLAIM = f"""
+UPDATE runs SET
     status = 'running', error = NULL, owner = :owner, lease_expires_at = :lease,
     updated_at = :now,
-    recoveries = runs.recoveries + (
-        runs.status = 'running' AND runs.owner IS NOT NULL AND runs.owner != :owner)
-WHERE runs.status = 'failed'
-   OR (runs.status = 'completed' AND runs.has_result = 0)
-   OR (runs.status = 'running' AND (
-           runs.owner IS NULL OR runs.owner = :owner OR runs.owner = :takeover
-           OR runs.lease_expires_at IS NULL OR runs.lease_expires_at <= :now))
+    recoveries = recoveries + (status = 'running' AND owner IS NOT NULL AND owner != :owner)
+WHERE run_id = :run_id AND (
+       status = 'failed'
+    OR (status = 'completed' AND has_result = 0)
+    OR (status = 'running' AND (
+            owner IS NULL OR owner = :owner OR owner = :takeover
+            OR lease_expires_at IS NULL OR lease_expires_at <= :now)))
 RETURNING {RUN_COLUMNS}
 """
 

@@ -25,10 +25,11 @@ from durable.store import (
 from .connection import Database
 from .schema import SchemaError, check_version, migrate
 from .sql import (
-    CLAIM,
+    CREATE_RUN,
     FIRST_STEPS_PAGE,
     LOAD_PAGE,
     NEXT_STEPS_PAGE,
+    RECLAIM,
     RUN_COLUMNS,
     SAVE_STEP,
     run_record,
@@ -270,8 +271,9 @@ class SQLiteStore(Store):
         }
 
         async def claim(tx: Tx) -> RunClaim:
-            rows = await tx.execute(CLAIM, params)
-            if rows:
+            if rows := await tx.execute(CREATE_RUN, params):
+                return RunClaim(True, run_record(rows[0]), created=True)
+            if rows := await tx.execute(RECLAIM, params):
                 return RunClaim(True, run_record(rows[0]))
             record = await select_run(tx, run_id)
             assert record is not None  # the INSERT conflicted, so the run exists

@@ -68,6 +68,27 @@ class ClaimChecks(ContractHarness):
             assert isinstance(record.updated_at, dt.datetime)
 
     @store_test("records_runs")
+    async def test_only_a_claim_that_made_the_record_says_created(self, store: Store) -> None:
+        """``created`` is never claimed for a run on record: the engine skips its steps.
+
+        A store may leave ``created`` False everywhere (the engine then loads the steps
+        of every run); True says this claim made the record, so the run starts afresh.
+        """
+        first = await store.claim_run("run-1", "wf", None, owner="a", lease_seconds=LIVE)
+        assert first.acquired is True
+        assert isinstance(first.created, bool)
+        await store.checkpoint_step("run-1", "s", 1)
+        await store.finish_run("run-1", "a", "failed", error="RuntimeError: boom")
+        claims = [
+            await store.claim_run("run-1", "wf", None, owner="a", lease_seconds=LIVE),
+            await store.claim_run("run-1", "wf", None, owner="b", lease_seconds=LIVE),
+        ]
+        await store.finish_run("run-1", "b", "completed", result=2, has_result=True)
+        claims.append(await store.claim_run("run-1", "wf", None, owner="c", lease_seconds=LIVE))
+        assert [claim.acquired for claim in claims] == [True, False, False]
+        assert [claim.created for claim in claims] == [False, False, False]
+
+    @store_test("records_runs")
     async def test_run_timestamps_are_aware_and_current(self, store: Store) -> None:
         """``created_at``/``updated_at`` are timezone-aware datetimes of about now."""
         await store.claim_run("run-1", "wf", None, owner="a", lease_seconds=LIVE)
