@@ -110,6 +110,45 @@ async def test_a_single_writer_commits_each_write_at_once(
     assert commit_count(statements) == 20
 
 
+def writes_per_commit(statements: list[str]) -> list[int]:
+    """How many INSERTs each committed transaction of ``statements`` held, in order."""
+    sizes, inserts = [], 0
+    for sql in statements:
+        if sql.lstrip().upper().startswith("INSERT"):
+            inserts += 1
+        elif sql.strip().upper() == "COMMIT":
+            sizes.append(inserts)
+            inserts = 0
+    return sizes
+
+
+async def test_while_writes_are_concurrent_the_first_writer_of_a_turn_queues_too(
+    store: SQLiteStore,
+) -> None:
+    """Tasks writing turn after turn share one commit a turn, not one alone plus a batch."""
+    statements = trace(store._db.fast)
+
+    async def writer(task: int) -> None:
+        for i in range(4):
+            await asyncio.sleep(0)  # as a step doing I/O would: each write in a new turn
+            await store.set_step(f"w{task}", f"s{i}", i)
+
+    await asyncio.gather(*(writer(task) for task in range(10)))
+    sizes = writes_per_commit(statements)
+    assert sum(sizes) == 40
+    # The very first write commits at once; after it, every commit carries several.
+    assert sizes[0] == 1
+    assert all(size > 1 for size in sizes[1:]), sizes
+
+    # Alone again: once a batch holds one write, writes commit at once as before.
+    loop = asyncio.get_running_loop()
+    await store.set_step("alone", "first", 0)
+    turned: list[bool] = []
+    loop.call_soon(turned.append, True)
+    await store.set_step("alone", "second", 1)
+    assert turned == []
+
+
 async def test_each_grouped_write_is_committed_before_its_await_returns(
     store: SQLiteStore, raw: Raw, db_path: Path
 ) -> None:

@@ -4,11 +4,12 @@ A task writing alone commits each write at once on the loop's thread (~15 µs, a
 as a commit gets). Once a second task writes during the same turn of the event loop,
 writes queue up, and the queue is committed from the next turn on: in each turn, one
 transaction holding as many writes as fit in :data:`SLICE` seconds (~50 checkpoints).
-So 1,000 concurrent workflows make a few dozen commits per round of steps instead of
-1,000, and the loop is never held by one commit for more than a fraction of a
-millisecond. When the file is busy (another process is writing), durability is
-``"full"`` or the WAL is being flushed before a checkpoint, a batch goes to the patient
-connection's thread instead.
+While writes stay concurrent, the first writer of each turn queues too, until a batch
+holds a single write. So 1,000 concurrent workflows make a few dozen commits per round
+of steps instead of 1,000, and the loop is never held by one commit for more than a
+fraction of a millisecond. When the file is busy (another process is writing),
+durability is ``"full"`` or the WAL is being flushed before a checkpoint, a batch goes
+to the patient connection's thread instead.
 
 A write is an async body of a :class:`~durable_sqlite.connection.Tx`. A body that raises
 rolls its transaction back; it alone gets the error, and the other writes of the batch
@@ -84,6 +85,9 @@ class CommitQueue:
         # The task that committed at once during this turn of the loop: any other task
         # writing in the same turn means writes are concurrent, and they queue.
         self._turn_writer: asyncio.Task[Any] | None = None
+        # Set when a second task wrote in a turn; cleared by a batch of one write. Meanwhile
+        # the first writer of a turn queues too, so a turn's writes share one commit.
+        self._concurrent = False
 
     async def write(self, body: Body[T]) -> T:
         """Run ``body`` in a write transaction and return its result once committed."""
@@ -99,6 +103,8 @@ class CommitQueue:
                 result = self._commit_alone(body)
                 if result is not BUSY:
                     return cast(T, result)
+            else:
+                self._concurrent = True
         done: asyncio.Future[T] = loop.create_future()
         self._pending.append(_Write(body, done))
         self._schedule_flush()
@@ -106,7 +112,9 @@ class CommitQueue:
 
     def _may_commit_now(self) -> bool:
         db = self._db
-        return db.writes_on_loop and not (self._pending or self._patient or db.holding_writes)
+        return db.writes_on_loop and not (
+            self._concurrent or self._pending or self._patient or db.holding_writes
+        )
 
     def resume(self) -> None:
         """Commit what queued up while writes were held (a WAL checkpoint)."""
@@ -279,6 +287,8 @@ class CommitQueue:
     def _settle(self, committed: list[_Write]) -> None:
         fault_point("after-commit")
         self._db.committed(len(committed))
+        if len(committed) == 1 and not self._pending:
+            self._concurrent = False  # a lone writer again: it commits at once from now on
         for write in committed:
             if not write.done.done():
                 write.done.set_result(write.result)
@@ -305,6 +315,7 @@ class CommitQueue:
         self._retry = None
         self._busy_since = None
         self._turn_writer = None
+        self._concurrent = False
 
 
 def _fail(write: _Write, exc: BaseException) -> None:
