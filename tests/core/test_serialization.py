@@ -13,7 +13,7 @@ from typing import Any, Optional
 import pytest
 
 from durable import DurableError, SerializationError, Workflow
-from durable.serialization import from_json, to_json
+from durable.serialization import Unserializable, from_json, to_json
 
 
 class Crash(Exception):
@@ -167,6 +167,34 @@ def test_to_json_refuses_values_with_no_json_form() -> None:
         to_json(object())
     with pytest.raises(TypeError, match=r"\['k'\]"):
         to_json({"k": object()})
+
+
+@dataclasses.dataclass
+class Holder:
+    x: Any
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "type_name"),
+    [
+        ({"a": [1, {"b": object()}]}, "['a'][1]['b']", "builtins.object"),
+        ((1, [2, object()]), "[1][1]", "builtins.object"),
+        (Holder(x=[object()]), ".x[0]", "builtins.object"),
+        ([Holder(x=1), {"k": {object()}}], "[1]['k'][0]", "builtins.object"),
+        ({"a": {1.5: 1}}, "['a'] (a dict key)", "builtins.float"),
+        ({1.5: 1}, "(a dict key)", "builtins.float"),
+        (object(), "", "builtins.object"),
+    ],
+)
+def test_to_json_says_where_the_value_with_no_json_form_is(
+    value: Any, path: str, type_name: str
+) -> None:
+    with pytest.raises(Unserializable) as info:
+        to_json(value)
+    assert info.value.path == path
+    assert info.value.type_name == type_name
+    where = f" at {path}" if path else ""
+    assert str(info.value) == f"{type_name}{where} has no JSON form"
 
 
 # -- through tasks: the replayed value is rebuilt ---------------------------------------
