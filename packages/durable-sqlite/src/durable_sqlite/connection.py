@@ -20,8 +20,8 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -169,13 +169,14 @@ class Database:
         async with self.patient_turn() as conn:
             return rows_of(await conn.execute_fetchall(sql, params))
 
-    async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+    def write(self, body: Callable[[Tx], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``body`` in a write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``).
 
-        It returns once the transaction is committed, which it may share with the
-        writes of other tasks (see :mod:`durable_sqlite.commits`).
+        Awaited, it returns once the transaction is committed, which it may share with
+        the writes of other tasks (see :mod:`durable_sqlite.commits`). (The queue's own
+        coroutine, not one wrapping it: one frame fewer on every write.)
         """
-        return await self._queue.write(body)
+        return self._queue.write(body)
 
     @contextlib.asynccontextmanager
     async def patient_turn(self) -> AsyncGenerator[aiosqlite.Connection]:
