@@ -1,6 +1,7 @@
 """One run id started twice at once: in one process, and from two owners on one store."""
 
 import asyncio
+import gc
 import socket
 import subprocess
 import sys
@@ -71,6 +72,23 @@ async def test_when_the_first_caller_fails_both_raise(make_wf) -> None:
     record = await wf.get_run("r")
     assert record is not None
     assert record.status == "failed"
+
+
+async def test_a_failed_run_nobody_else_waited_on_logs_no_unretrieved_error(
+    wf: Workflow, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run's shared outcome holds its error; with no second caller, nobody reads it."""
+
+    @wf.workflow(id="alone-{n}")
+    async def flow(n: int) -> None:
+        raise Crash(f"run {n} failed")
+
+    for n in range(3):
+        with pytest.raises(Crash):
+            await flow(n)
+    gc.collect()  # an unread exception of a future is logged when it is collected
+    await asyncio.sleep(0)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
 async def test_cancelling_the_first_caller_lets_the_waiting_caller_finish(

@@ -102,7 +102,6 @@ class RunExecutor:
                 if not pending.cancelled():
                     raise  # this caller was cancelled, not the run it waited on
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        outcome.add_done_callback(_consume)
         self._inflight[run_id] = outcome
         try:
             result = await self._execute(flow, run_id, args, kwargs, inputs)
@@ -111,6 +110,7 @@ class RunExecutor:
             raise
         except BaseException as exc:
             outcome.set_exception(exc)
+            outcome.exception()  # seen: nobody may be waiting on this run's shared outcome
             raise
         else:
             outcome.set_result(result)
@@ -322,12 +322,6 @@ def _raise_if_ended(record: RunRecord) -> None:
 
 def _failed(task: asyncio.Task[None]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is not None
-
-
-def _consume(outcome: asyncio.Future[Any]) -> None:
-    # Nobody may be waiting on a run's shared outcome: mark its exception as seen.
-    if not outcome.cancelled():
-        outcome.exception()
 
 
 def rebuild(value: Any, fn: Callable[..., Awaitable[Any]], what: str) -> Any:
