@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, active_run
@@ -143,7 +143,7 @@ class RunExecutor:
         record, store = claim.record, self.store
         run_id = record.run_id
         await self._refuse_if_stopped(record)
-        steps = {} if claim.created else await store.load_steps(run_id)
+        steps: Mapping[str, Any] | None = {} if claim.created else await store.load_steps(run_id)
         ctx = RunContext(run_id, flow.workflow_id, store, None if steps is None else dict(steps))
         # Failed attempts may be on record when the run was executing before (a new
         # record was created and claimed at the same moment).
