@@ -51,6 +51,29 @@ async def same_on_both(scenario: Scenario, redis_store: RedisStore) -> list[Any]
     return expected
 
 
+async def test_a_claim_says_when_it_created_the_run(redis_store: RedisStore) -> None:
+    """Only the claim that made the record says ``created`` (the engine then skips
+    loading steps); sent again with the same arguments, as redis-py resends a command
+    whose reply was lost, the same claim finds that record and does not."""
+
+    async def scenario(store: Store) -> list[Any]:
+        claims = [
+            await store.claim_run("new", "wf", {"n": 1}, owner="a", lease_seconds=30),
+            await store.claim_run("new", "wf", {"n": 1}, owner="a", lease_seconds=30),
+        ]
+        await store.finish_run("new", "a", "failed", error="RuntimeError: x")
+        claims.append(await store.claim_run("new", "wf", None, owner="b", lease_seconds=30))
+        claims.append(await store.claim_run("new", "wf", None, owner="c", lease_seconds=30))
+        return [(claim.acquired, claim.created) for claim in claims]
+
+    assert await same_on_both(scenario, redis_store) == [
+        (True, True),
+        (True, False),
+        (True, False),
+        (False, False),
+    ]
+
+
 async def test_cancel_requests_and_cancellations(redis_store: RedisStore) -> None:
     async def scenario(store: Store) -> list[Any]:
         seen: list[Any] = [plain(await store.request_cancel("unknown"))]

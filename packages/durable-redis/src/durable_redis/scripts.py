@@ -73,7 +73,8 @@ def checkpoint_script(ttl_ms: int) -> Script:
 
 # ARGV: ttl, workflow, inputs, owner, lease seconds, has takeover ('1'/'0'), takeover.
 # The rule of durable.store.claim_allowed; a claim on a run someone else left running
-# counts a recovery (counts_as_recovery). Returns {granted (1/0), the record}.
+# counts a recovery (counts_as_recovery). Returns {outcome, the record}: 2 when the
+# claim created the record, 1 when it took a run on record, 0 when refused.
 CLAIM = _script(
     "claim_run",
     """
@@ -104,7 +105,7 @@ if granted then
   redis.call('HDEL', run, 'error')
   touch()
 end
-return {granted and 1 or 0, record()}
+return {granted and (status and 1 or 2) or 0, record()}
 """,
 )
 

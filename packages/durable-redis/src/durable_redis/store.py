@@ -204,10 +204,12 @@ class RedisStore(Store):
     ) -> RunClaim:
         args = (self._ttl_ms, workflow, json.dumps(inputs), owner, repr(float(lease_seconds)),
                 "0" if takeover_from is None else "1", takeover_from or "")  # fmt: skip
-        granted, values = await self._indexed("claim a run", scripts.CLAIM, run_id, args)
+        outcome, values = await self._indexed("claim a run", scripts.CLAIM, run_id, args)
         record = decode_record(run_id, values)
         assert record is not None  # the script returns the record it found or made
-        return RunClaim(int(granted) == 1, record)
+        # A claim resent after a lost reply finds the record its first run made and
+        # says 1: never "created" for a run that may have steps.
+        return RunClaim(int(outcome) >= 1, record, created=int(outcome) == 2)
 
     async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
         args = (self._ttl_ms, owner, repr(float(lease_seconds)))
