@@ -113,10 +113,19 @@ class InMemoryStore(Store):
         owner: str,
         lease_seconds: float,
         takeover_from: str | None = None,
+        input_digest: str | None = None,
     ) -> RunClaim:
         now = time.time()
         record = self._runs.get(run_id)
-        if not claim_allowed(record, owner=owner, now=now, takeover_from=takeover_from):
+        allowed = claim_allowed(
+            record,
+            owner=owner,
+            now=now,
+            takeover_from=takeover_from,
+            workflow=workflow,
+            input_digest=input_digest,
+        )
+        if not allowed:
             assert record is not None
             return RunClaim(False, _detached(record))
         recovered = counts_as_recovery(record, owner)
@@ -127,6 +136,7 @@ class InMemoryStore(Store):
             )
         record = self._runs[run_id] = dataclasses.replace(
             record,
+            input_digest=record.input_digest or input_digest,
             status="running",
             error=None,
             owner=owner,

@@ -59,6 +59,9 @@ class RunRecord:
     recoveries: int = 0
     #: Set by ``Workflow.cancel`` while the run executes; it stops at its next step.
     cancel_requested: bool = False
+    #: A digest of the call's arguments (``durable.identity.input_digest``): a call of
+    #: the run id with other arguments is refused. None for runs recorded before 0.4.
+    input_digest: str | None = None
     steps: tuple[StepRecord, ...] = ()
     signals: tuple[SignalRecord, ...] = ()
 
@@ -81,9 +84,17 @@ class RunClaim:
 
 
 def claim_allowed(
-    record: RunRecord | None, *, owner: str, now: float, takeover_from: str | None = None
+    record: RunRecord | None,
+    *,
+    owner: str,
+    now: float,
+    takeover_from: str | None = None,
+    workflow: str | None = None,
+    input_digest: str | None = None,
 ) -> bool:
     """The rule of :meth:`Store.claim_run`, for stores that decide it in Python."""
+    if record is not None and not same_identity(record, workflow, input_digest):
+        return False  # another workflow's run, or other inputs: the engine says which
     if record is None or record.status == "failed":
         return True
     if record.status == "completed":
@@ -91,6 +102,18 @@ def claim_allowed(
     if record.status != "running":  # cancelled or dead: only Store.reopen_run revives it
         return False
     return record.owner in (owner, takeover_from) or not lease_is_live(record, now)
+
+
+def same_identity(record: RunRecord, workflow: str | None, input_digest: str | None) -> bool:
+    """Whether a call of ``workflow`` with inputs ``input_digest`` is the run on record.
+
+    A run id belongs to the workflow that created it, called with the same inputs. A
+    digest missing on either side (a run recorded before digests, a caller that does
+    not give one) is not compared; neither is a missing ``workflow``.
+    """
+    if workflow is not None and record.workflow != workflow:
+        return False
+    return input_digest is None or record.input_digest in (None, input_digest)
 
 
 def lease_is_live(record: RunRecord, now: float) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import json
 import types
 import typing
 import uuid
@@ -132,6 +133,14 @@ def _to_json_rich(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return _sequence_to_json(typing.cast("Iterable[Any]", value))
     raise Unserializable(value)
+
+
+def canonical_json(data: Any) -> str:
+    """Plain JSON ``data`` as one text for equal data: keys sorted, no spaces.
+
+    For digests and ids, which must be the same in every process and on every machine.
+    """
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def from_json(data: Any, annotation: Any) -> Any:

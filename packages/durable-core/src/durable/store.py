@@ -30,6 +30,7 @@ from .records import (
     StepRecord,
     claim_allowed,
     counts_as_recovery,
+    same_identity,
 )
 
 
@@ -116,8 +117,15 @@ class Store(ABC):
         owner: str,
         lease_seconds: float,
         takeover_from: str | None = None,
+        input_digest: str | None = None,
     ) -> RunClaim:
         """Atomically take ownership of a run, creating its record if it is new.
+
+        A run on record belongs to one workflow and one set of inputs: the claim is
+        refused, changing nothing, when the record's ``workflow`` differs or both it and
+        the caller have an ``input_digest`` and they differ (:func:`same_identity`); the
+        engine then raises the conflict. A new record keeps ``input_digest``, and a
+        record without one takes the caller's.
 
         The claim is granted when the run is new, failed, completed without a stored
         result, owned by ``owner`` already, owned by ``takeover_from`` (an owner the
@@ -131,7 +139,8 @@ class Store(ABC):
 
         The default, for minimal stores, grants every claim and records nothing.
         """
-        return RunClaim(True, RunRecord(run_id, workflow, "running", inputs=inputs))
+        record = RunRecord(run_id, workflow, "running", inputs=inputs, input_digest=input_digest)
+        return RunClaim(True, record)
 
     async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend ``owner``'s lease; False when ``owner`` no longer holds the run."""
@@ -238,6 +247,7 @@ __all__ = [
     "Store",
     "claim_allowed",
     "counts_as_recovery",
+    "same_identity",
 ]
 
 
