@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import LeaseLostError, RunCancelledError
+from .errors import LeaseLostError, NonDeterminismError, RunCancelledError, StepIdConflictError
+from .scopes import Scope, StepBody
 
 if TYPE_CHECKING:
     from .store import Store
+
+#: Step ids the engine writes itself (durable sleeps, signal deadlines) start with
+#: this; task names and explicit step ids may not, so they can never meet.
+RESERVED_PREFIX = "$"
 
 
 @dataclass
@@ -33,18 +39,116 @@ class RunContext:
     lease_lost: bool = field(default=False, repr=False)
     #: Set when the run was asked to stop (``Workflow.cancel``).
     cancel_requested: bool = field(default=False, repr=False)
-    _counters: dict[str, int] = field(default_factory=dict[str, int], repr=False)
     _interrupt: asyncio.Event | None = field(default=None, repr=False)
     #: Failed attempts per step from before a restart (loaded for recovered runs).
     _attempts: dict[str, int] | None = field(default=None, repr=False)
     #: Whether the run was taken over mid-run, so earlier attempts may be on record.
     recovered: bool = field(default=False, repr=False)
+    #: The run whose code awaited this one (a workflow called inside a workflow).
+    parent: RunContext | None = field(default=None, repr=False)
+    #: Recorded by a version before 0.4, whose engine step ids had no reserved prefix.
+    legacy_ids: bool = field(default=False, repr=False)
+    #: The workflow body's scope of automatic step ids (branches have their own).
+    root: Scope = field(default_factory=lambda: Scope(()), repr=False)
+    #: Step ids taken in this execution, with the task (or wait) that took each.
+    _taken: dict[str, str] = field(default_factory=dict[str, str], repr=False)
+    #: The scope of each asyncio task of the run (see :mod:`durable.scopes`).
+    _scopes: dict[asyncio.Task[Any], Scope] = field(
+        default_factory=dict[asyncio.Task[Any], Scope], repr=False
+    )
+    #: The scope of a task being created right now (an eager task starts inside).
+    _nascent: Scope | None = field(default=None, repr=False)
+    _run_wide: Scope | None = field(default=None, repr=False)
 
-    def next_step_id(self, name: str) -> str:
-        """Step ids in call order: ``name``, ``name#1``, ``name#2`` ..."""
-        count = self._counters.get(name, 0)
-        self._counters[name] = count + 1
-        return name if count == 0 else f"{name}#{count}"
+    def next_step_id(self, name: str, scope: Scope | None = None) -> str:
+        """Step ids in call order: ``name``, ``name#1`` ... within ``scope``, by default
+        the current asyncio task's (see :mod:`durable.scopes`); the id is taken for
+        ``name``. An integration whose units run one after another across tasks (an
+        agent's loop) numbers them in a scope of its own (:meth:`new_scope`)."""
+        scope = scope or self.scope_here()
+        if scope is None:
+            raise NonDeterminismError(
+                f"run {self.run_id!r}: {name!r} was called without a step_id from an "
+                "asyncio task that durable did not see created (a callback, a task made "
+                "with asyncio.Task() directly, or one made outside the run), so its step "
+                "id would depend on timing; give it step_id=..., or create the task with "
+                "asyncio.create_task, a TaskGroup or asyncio.gather inside the workflow"
+            )
+        step_id = scope.next_step_id(name)
+        self.take_step_id(step_id, name, explicit=False)
+        return step_id
+
+    # -- scopes -----------------------------------------------------------------------
+
+    def new_scope(self) -> Scope:
+        """Counters of their own for ids whose names are already unique in the run."""
+        return Scope(())
+
+    def run_wide_scope(self) -> Scope:
+        """One set of counters for the whole run, whatever task asks: the numbering of
+        versions before 0.4, for integrations that order their units themselves."""
+        if self._run_wide is None:
+            self._run_wide = Scope(())
+        return self._run_wide
+
+    def scope_here(self) -> Scope | None:
+        """The scope of the current asyncio task (None: a task durable did not number)."""
+        task = asyncio.current_task()
+        scope = self._scopes.get(task) if task is not None else None
+        if scope is None and task is not None:
+            if self._nascent is not None:  # an eager task's first step, inside create_task
+                scope, self._nascent = self._nascent, None
+                self._scopes[task] = scope
+            elif not self._scopes:  # a context made by hand: its first task is the body
+                scope = self._scopes[task] = self.root
+        return scope
+
+    def spawn_source_here(self) -> Scope | StepBody | None:
+        """Where a task created now by the current task takes its number from."""
+        scope = self.scope_here()
+        return None if scope is None else scope.spawn
+
+    def adopt(self, task: asyncio.Task[Any], scope: Scope) -> None:
+        """``task`` (created inside the run) runs with ``scope``'s step ids until done."""
+        if self._scopes.setdefault(task, scope) is scope:
+            task.add_done_callback(self._forget)
+
+    def enter_body(self, task: asyncio.Task[Any]) -> None:
+        """``task`` executes the workflow body: the root scope, until :meth:`leave_body`
+        (the task outlives the run: the caller's, which may run many)."""
+        self._scopes[task] = self.root
+
+    def leave_body(self, task: asyncio.Task[Any]) -> None:
+        self._scopes.pop(task, None)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._scopes.pop(task, None)
+
+    @contextlib.contextmanager
+    def creating(self, scope: Scope) -> Iterator[None]:
+        saved, self._nascent = self._nascent, scope
+        try:
+            yield
+        finally:
+            self._nascent = saved
+
+    def take_step_id(self, step_id: str, owner: str, *, explicit: bool) -> None:
+        """Take ``step_id`` for ``owner`` in this execution; a second use is an error."""
+        if explicit and step_id.startswith(RESERVED_PREFIX):
+            raise StepIdConflictError(
+                f"run {self.run_id!r}: {owner!r} was given step_id={step_id!r}, but step ids "
+                f"starting with {RESERVED_PREFIX!r} are reserved for durable's own steps "
+                "(sleeps, signal deadlines)"
+            )
+        first = self._taken.get(step_id)
+        if first is not None:
+            raise StepIdConflictError(
+                f"run {self.run_id!r}: step id {step_id!r} is used twice in one run, by "
+                f"{first!r} and by {owner!r}; each step needs its own id (give step_id= "
+                "values that differ, and none of the form name#N, which the automatic "
+                "ids of a task named name take)"
+            )
+        self._taken[step_id] = owner
 
     async def completed_step(self, step_id: str) -> tuple[bool, Any]:
         """``(found, value)`` of a step that completed in an earlier execution."""

@@ -28,6 +28,26 @@ class SerializationError(DurableError, TypeError):
     """A value could not be stored as JSON (or rebuilt from it)."""
 
 
+class RunConflictError(DurableError):
+    """The run id is on record for another workflow: nothing ran, nothing was written."""
+
+
+class InputsConflictError(RunConflictError):
+    """The run id is on record with other inputs than this call's: nothing ran."""
+
+
+class StepIdConflictError(DurableError):
+    """Two steps of one run would share a step id, or one uses the engine's reserved ids."""
+
+
+class NonDeterminismError(DurableError):
+    """A step's id would depend on timing, so a resumed run could replay it into another call."""
+
+
+class RecursiveRunError(DurableError):
+    """A workflow awaited its own run (directly or through runs it awaits): it never ends."""
+
+
 class RunFailedError(DurableError):
     """The run failed in another caller this call waited on, or was dead-lettered."""
 

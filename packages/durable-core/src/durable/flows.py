@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .errors import SerializationError
+from .identity import input_digest
 from .ids import RunIdTemplate, default_run_id
-from .runner import rebuild
+from .records import RunRecord
+from .runner import Call, rebuild
 from .serialization import Unserializable, from_json, to_json
 from .turns import take_turn
 
@@ -43,6 +45,7 @@ class WorkflowFunction(Generic[P, R]):
         self._app = app
         self._executor = executor
         self._signature = inspect.signature(fn)
+        self._type_hints: dict[str, Any] | None = None
         self._template = (
             RunIdTemplate(id_template, fn, self.workflow_id) if id_template is not None else None
         )
@@ -61,9 +64,22 @@ class WorkflowFunction(Generic[P, R]):
         await take_turn()
         bound = self._signature.bind(*args, **kwargs)  # once, for the inputs and the id
         inputs = _inputs(bound)  # the call's own arguments, before defaults are applied
+        digest = input_digest(bound)
         if run_id is None:
             run_id = self._run_id(bound)
-        result: R = await self._executor.run(self, run_id, args, kwargs, inputs)
+        return await self.run_call(Call(run_id, args, kwargs, inputs, digest))
+
+    def call_from_record(self, record: RunRecord, *, what: str = "wf.resume()") -> Call:
+        """The call that runs ``record``'s run again with the arguments it stored.
+
+        The record's own input digest stands for the call: the stored arguments are the
+        run's inputs, even if the function's defaults changed since.
+        """
+        args, kwargs = self.arguments_from(record.inputs, record.run_id)
+        return Call(record.run_id, args, kwargs, record.inputs, record.input_digest, what)
+
+    async def run_call(self, call: Call) -> R:
+        result: R = await self._executor.run(self, call)
         return result
 
     def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -73,8 +89,16 @@ class WorkflowFunction(Generic[P, R]):
     def _run_id(self, bound: inspect.BoundArguments) -> str:
         bound.apply_defaults()
         if self._template is None:
-            return default_run_id(self._app, self.name, bound)
+            return default_run_id(self._app, self.name, bound, self._hints())
         return self._template.format(bound)
+
+    def _hints(self) -> dict[str, Any]:
+        if self._type_hints is None:
+            try:
+                self._type_hints = typing.get_type_hints(self.fn)
+            except Exception:  # unresolvable forward references: no annotations
+                self._type_hints = {}
+        return self._type_hints
 
     def arguments_from(self, inputs: Any, run_id: str) -> tuple[list[Any], dict[str, Any]]:
         """Rebuild a call's ``(args, kwargs)`` from a run's stored inputs."""
@@ -85,10 +109,7 @@ class WorkflowFunction(Generic[P, R]):
                 "from the store; call the workflow with its arguments instead"
             )
         stored = typing.cast("dict[str, Any]", inputs)
-        try:
-            hints = typing.get_type_hints(self.fn)
-        except Exception:
-            hints = {}
+        hints = self._hints()
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for name, param in self._signature.parameters.items():

@@ -132,11 +132,15 @@ class InMemoryStore(Store):
         created = record is None
         if record is None:
             record = RunRecord(
-                run_id, workflow, "running", inputs=_copy(inputs), created_at=_stamp(now)
+                run_id,
+                workflow,
+                "running",
+                inputs=_copy(inputs),
+                created_at=_stamp(now),
+                input_digest=input_digest,
             )
         record = self._runs[run_id] = dataclasses.replace(
             record,
-            input_digest=record.input_digest or input_digest,
             status="running",
             error=None,
             owner=owner,

@@ -68,10 +68,10 @@ class RunManager:
         if record is None:
             raise DurableError(f"no run {run_id!r} in {store!r}")
         flow = self._flow_of(record)
-        args, kwargs = flow.arguments_from(record.inputs, run_id)  # before changing anything
+        call = flow.call_from_record(record)  # refused before anything changes
         if record.status in ("failed", "cancelled", "dead"):
             await store.reopen_run(run_id)
-        return await flow.run(run_id, *args, **kwargs)
+        return await flow.run_call(call)
 
     async def delete_runs(
         self, older_than: dt.timedelta | dt.datetime, statuses: Sequence[RunStatus]
@@ -100,9 +100,9 @@ class RunManager:
 
     def start_recovery(self, record: RunRecord) -> asyncio.Task[Any]:
         flow = self._flow_of(record)
-        args, kwargs = flow.arguments_from(record.inputs, record.run_id)
+        call = flow.call_from_record(record, what="wf.recover()")  # refused here, not later
         log.info("recovering run %s of %s", record.run_id, record.workflow)
-        task = asyncio.ensure_future(flow.run(record.run_id, *args, **kwargs))
+        task = asyncio.ensure_future(flow.run_call(call))
         self._recovered[record.run_id] = task
         task.add_done_callback(lambda _: self._recovered.pop(record.run_id, None))
         task.add_done_callback(_log_outcome)

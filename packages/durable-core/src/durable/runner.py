@@ -9,11 +9,21 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, active_run
-from .errors import LeaseLostError, RunCancelledError, RunFailedError, SerializationError
+from .errors import (
+    DurableError,
+    LeaseLostError,
+    RecursiveRunError,
+    RunCancelledError,
+    RunFailedError,
+    SerializationError,
+)
 from .faults import fault_point
+from .identity import check_identity
+from .scopes import engine_section, install_task_factory
 from .serialization import Unserializable, from_json, return_annotation, to_json
 from .store import RunClaim, RunRecord, Store
 
@@ -82,29 +92,32 @@ class RunExecutor:
             self._ready, self._setup = False, None
             await self.store.close()
 
-    async def run(
-        self,
-        flow: WorkflowFunction[..., Any],
-        run_id: str,
-        args: Any,
-        kwargs: Any,
-        inputs: Any,
-    ) -> Any:
-        """Execute or replay ``run_id``; a second call for a run in flight here waits for it.
+    async def run(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
+        """Execute or replay ``call.run_id``; a second call for a run in flight here waits
+        for it. Another workflow's run, or other inputs, is a conflict: nothing runs."""
+        with engine_section(active_run.get()):  # the engine's and store's tasks are not
+            return await self._run(flow, call)  # the calling run's
 
-        ``inputs`` are the call's arguments as JSON data, kept in the run's record.
-        """
+    async def _run(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
+        run_id = call.run_id
+        _refuse_self_call(self.store, run_id, flow)
         await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
+            check_identity(
+                pending.record, flow.workflow_id, call.digest, call.inputs, what=call.what
+            )
             try:
-                return await asyncio.shield(pending)
+                return await asyncio.shield(pending.outcome)
             except asyncio.CancelledError:
-                if not pending.cancelled():
+                if not pending.outcome.cancelled():
                     raise  # this caller was cancelled, not the run it waited on
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[run_id] = outcome
+        self._inflight[run_id] = _InFlight(
+            outcome,
+            RunRecord(run_id, flow.workflow_id, "running", call.inputs, input_digest=call.digest),
+        )
         try:
-            result = await self._execute(flow, run_id, args, kwargs, inputs)
+            result = await self._execute(flow, call)
         except asyncio.CancelledError:
             outcome.cancel()
             raise
@@ -118,11 +131,10 @@ class RunExecutor:
         finally:
             del self._inflight[run_id]
 
-    async def _execute(
-        self, flow: WorkflowFunction[..., Any], run_id: str, args: Any, kwargs: Any, inputs: Any
-    ) -> Any:
+    async def _execute(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
+        run_id = call.run_id
         try:
-            claim = await self._claim(flow, run_id, inputs)
+            claim = await self._claim(flow, call)
         except asyncio.CancelledError:
             # The claim may have committed before the cancellation landed.
             await asyncio.shield(self._release_quietly(run_id))
@@ -130,7 +142,7 @@ class RunExecutor:
         if not claim.acquired:  # completed before: its recorded result is the answer
             return flow.rebuild_result(claim.record.result, run_id)
         try:
-            return await self._execute_owned(flow, claim, args, kwargs)
+            return await self._execute_owned(flow, claim, call.args, call.kwargs)
         except BaseException:
             # Whatever went wrong (a store error included), never leave the run holding
             # its lease: another caller would wait it out. A finished run has no lease.
@@ -144,7 +156,14 @@ class RunExecutor:
         run_id = record.run_id
         await self._refuse_if_stopped(record)
         steps: Mapping[str, Any] | None = {} if claim.created else await store.load_steps(run_id)
-        ctx = RunContext(run_id, flow.workflow_id, store, None if steps is None else dict(steps))
+        ctx = RunContext(
+            run_id,
+            flow.workflow_id,
+            store,
+            None if steps is None else dict(steps),
+            parent=active_run.get(),
+            legacy_ids=record.input_digest is None,
+        )
         # Failed attempts may be on record when the run was executing before (a new
         # record was created and claimed at the same moment).
         ctx.recovered = not claim.created and (
@@ -152,6 +171,10 @@ class RunExecutor:
         )
         heartbeat = _Heartbeat(self, ctx)
         self._contexts[run_id] = ctx
+        install_task_factory(asyncio.get_running_loop(), active_run)
+        body_task = asyncio.current_task()
+        if body_task is not None:
+            ctx.enter_body(body_task)
         token = active_run.set(ctx)
         try:
             result = await flow.fn(*args, **kwargs)
@@ -169,6 +192,8 @@ class RunExecutor:
             log.error("workflow %s (run %s) failed: %s", flow.workflow_id, run_id, error)
             raise
         finally:
+            if body_task is not None:
+                ctx.leave_body(body_task)
             active_run.reset(token)
             heartbeat.stop()
             del self._contexts[run_id]
@@ -211,20 +236,28 @@ class RunExecutor:
         except Exception:
             log.warning("run %s: could not release its lease", run_id, exc_info=True)
 
-    async def _claim(self, flow: WorkflowFunction[..., Any], run_id: str, inputs: Any) -> RunClaim:
+    async def _claim(self, flow: WorkflowFunction[..., Any], call: Call) -> RunClaim:
         """Own the run, or return the refused claim of a run that completed with a result."""
+        run_id = call.run_id
         takeover: str | None = None
         waiting_logged = False
         while True:
             claim = await self.store.claim_run(
                 run_id,
                 flow.workflow_id,
-                inputs,
+                call.inputs,
                 owner=self.owner,
                 lease_seconds=self.lease_seconds,
                 takeover_from=takeover,
+                input_digest=call.digest,
             )
             record = claim.record
+            try:
+                check_identity(record, flow.workflow_id, call.digest, call.inputs, what=call.what)
+            except DurableError:
+                if claim.acquired:  # a store that does not check identity granted it
+                    await self._release_quietly(run_id)
+                raise
             if claim.acquired or record.status == "completed":
                 return claim
             _raise_if_ended(record)
@@ -307,6 +340,42 @@ class _Heartbeat:
         self._handle.cancel()
         if self._renewal is not None:
             self._renewal.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of a workflow, as the executor needs it."""
+
+    run_id: str
+    args: Any
+    kwargs: Any
+    #: The arguments as JSON data, kept in the run's record (None if not storable).
+    inputs: Any
+    #: Their digest (:func:`durable.identity.input_digest`), or the recorded one when
+    #: the run is resumed from its record.
+    digest: str | None
+    #: Who calls, for error messages.
+    what: str = "this call"
+
+
+@dataclass(slots=True)
+class _InFlight:
+    outcome: asyncio.Future[Any]
+    #: The identity the run executing here was called with.
+    record: RunRecord
+
+
+def _refuse_self_call(store: Store, run_id: str, flow: WorkflowFunction[..., Any]) -> None:
+    """A run that awaits itself (or a run that awaits it) would wait forever."""
+    ctx = active_run.get()
+    while ctx is not None:
+        if ctx.run_id == run_id and ctx.store is store:
+            raise RecursiveRunError(
+                f"run {run_id!r} of workflow {flow.workflow_id!r} awaits itself (from "
+                f"inside its own execution, in workflow {ctx.workflow_id!r}); it would "
+                "wait for its own result forever. Give the inner call another run id"
+            )
+        ctx = ctx.parent
 
 
 def _raise_if_ended(record: RunRecord) -> None:

@@ -124,8 +124,9 @@ class Store(ABC):
         A run on record belongs to one workflow and one set of inputs: the claim is
         refused, changing nothing, when the record's ``workflow`` differs or both it and
         the caller have an ``input_digest`` and they differ (:func:`same_identity`); the
-        engine then raises the conflict. A new record keeps ``input_digest``, and a
-        record without one takes the caller's.
+        engine then raises the conflict. A new record keeps ``input_digest``; a record
+        without one (made by a version before 0.4) keeps none, which tells the engine
+        that the run's engine step ids may be in the old form.
 
         The claim is granted when the run is new, failed, completed without a stored
         result, owned by ``owner`` already, owned by ``takeover_from`` (an owner the

@@ -9,9 +9,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .backoff import BackoffStrategy
-from .context import RunContext, active_run
-from .errors import DurableError, LeaseLostError, RetriesExhaustedError, SerializationError
+from .context import RESERVED_PREFIX, RunContext, active_run
+from .errors import (
+    DurableError,
+    LeaseLostError,
+    RetriesExhaustedError,
+    SerializationError,
+    StepIdConflictError,
+)
 from .faults import fault_point
+from .scopes import engine_section, in_step_body
 from .serialization import Unserializable, from_json, return_annotation, to_json
 from .turns import take_turn
 
@@ -42,6 +49,11 @@ class Task(Generic[P, R]):
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         no_retry_on: tuple[type[BaseException], ...] = (),
     ) -> None:
+        if name.startswith(RESERVED_PREFIX):
+            raise StepIdConflictError(
+                f"a task may not be named {name!r}: step ids starting with "
+                f"{RESERVED_PREFIX!r} are reserved for durable's own steps"
+            )
         self.fn = fn
         self.name = name
         self.retries = retries
@@ -63,25 +75,44 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R]:
         step_id: str | None = kwargs.pop("step_id", None)
-        return self._call(args, kwargs, step_id)
+        ctx = active_run.get()
+        if ctx is None:  # a plain call, unless it is awaited inside a run after all
+            return self._call_later(args, kwargs, step_id)
+        # The step id is taken now, where the call is made, not where it is first
+        # awaited: calls made in program order get ids in program order, also when
+        # asyncio.gather or a TaskGroup awaits them in an order that timing decides.
+        return self._call(ctx, self._take_step_id(ctx, step_id), args, kwargs)
 
-    async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str | None) -> R:
+    async def _call_later(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str | None
+    ) -> R:
         ctx = active_run.get()
         if ctx is None:
             return await self.fn(*args, **kwargs)
+        return await self._call(ctx, self._take_step_id(ctx, step_id), args, kwargs)
+
+    def _take_step_id(self, ctx: RunContext, step_id: str | None) -> str:
+        if step_id is None:
+            return ctx.next_step_id(self.name)
+        ctx.take_step_id(step_id, self.name, explicit=True)
+        return step_id
+
+    async def _call(
+        self, ctx: RunContext, sid: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
         if ctx.lease_lost:
             raise LeaseLostError(
                 f"run {ctx.run_id!r} was taken over by another owner; "
                 f"task {self.name!r} was not started here"
             )
-        sid = step_id if step_id is not None else ctx.next_step_id(self.name)
-        found, value = await ctx.completed_step(sid)
-        await take_turn()  # a step that never waits must not keep the loop
-        if found:
-            log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
-            return self._rebuild(value, ctx, sid)
-        ctx.raise_if_cancelled()
-        return await self._execute(ctx, sid, args, kwargs)
+        with engine_section(ctx):
+            found, value = await ctx.completed_step(sid)
+            await take_turn()  # a step that never waits must not keep the loop
+            if found:
+                log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
+                return self._rebuild(value, ctx, sid)
+            ctx.raise_if_cancelled()
+            return await self._execute(ctx, sid, args, kwargs)
 
     async def _execute(
         self, ctx: RunContext, sid: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -95,7 +126,8 @@ class Task(Generic[P, R]):
             )
         while True:
             try:
-                result = await self.fn(*args, **kwargs)
+                with in_step_body(ctx, sid):
+                    result = await self.fn(*args, **kwargs)
             except Exception as exc:
                 if attempt > self.retries or not self._retryable(exc):
                     if attempt > 1:  # the failure is final: a resumed run starts afresh

@@ -11,8 +11,9 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from .context import RunContext
+from .context import RESERVED_PREFIX, RunContext
 from .errors import SignalTimeoutError
+from .scopes import engine_section
 
 #: Stored as a signal's payload when its wait timed out first: the timeout and a late
 #: delivery race through the store's first-write-wins, so exactly one of them counts.
@@ -21,33 +22,58 @@ TIMED_OUT = "$durable: timed out"
 
 async def sleep_until(ctx: RunContext, wake_at: float) -> None:
     """Sleep until the epoch time ``wake_at``, as remembered by the run."""
-    step_id = ctx.next_step_id("sleep")
-    found, stored = await ctx.completed_step(step_id)
-    if found:
-        wake_at = float(stored["wake_at"])
-    else:
-        ctx.raise_if_cancelled()
-        await ctx.record_step(step_id, {"wake_at": wake_at}, 1)
-    await ctx.pause_until(wake_at)
+    step_id = ctx.next_step_id(f"{RESERVED_PREFIX}sleep")
+    with engine_section(ctx):
+        found, stored = await _engine_step(ctx, step_id, "wake_at")
+        if found:
+            wake_at = float(stored["wake_at"])
+        else:
+            ctx.raise_if_cancelled()
+            await ctx.record_step(step_id, {"wake_at": wake_at}, 1)
+        await ctx.pause_until(wake_at)
 
 
 async def signal_deadline(ctx: RunContext, name: str, seconds: float | None) -> float | None:
     """The run's remembered deadline for signal ``name`` (None: no timeout)."""
     if seconds is None:
         return None
-    step_id = ctx.next_step_id(f"signal-timeout:{name}")
+    step_id = ctx.next_step_id(f"{RESERVED_PREFIX}signal-timeout:{name}")
+    with engine_section(ctx):
+        found, stored = await _engine_step(ctx, step_id, "deadline")
+        if found:
+            return float(stored["deadline"])
+        deadline = time.time() + seconds
+        await ctx.record_step(step_id, {"deadline": deadline}, 1)
+        return deadline
+
+
+async def _engine_step(ctx: RunContext, step_id: str, key: str) -> tuple[bool, Any]:
+    """A step of the engine's own, also where a version before 0.4 recorded it.
+
+    Those versions wrote ``sleep``, ``signal-timeout:x`` ... without the reserved
+    prefix; a run they recorded finds its deadline there, when the value has the
+    engine's shape (a user's task of that name returned something else).
+    """
     found, stored = await ctx.completed_step(step_id)
-    if found:
-        return float(stored["deadline"])
-    deadline = time.time() + seconds
-    await ctx.record_step(step_id, {"deadline": deadline}, 1)
-    return deadline
+    if found or not ctx.legacy_ids:
+        return found, stored
+    found, stored = await ctx.completed_step(step_id.removeprefix(RESERVED_PREFIX))
+    if found and isinstance(stored, dict) and list(stored) == [key]:  # pyright: ignore[reportUnknownArgumentType]
+        return True, stored
+    return False, None
 
 
 async def wait_for_signal(
     ctx: RunContext, name: str, event: asyncio.Event, poll: float, deadline: float | None
 ) -> Any:
     """Wait until signal ``name`` of the run is delivered, or the deadline passes."""
+    with engine_section(ctx):
+        return await _wait_for_signal(ctx, name, event, poll, deadline)
+
+
+async def _wait_for_signal(
+    ctx: RunContext, name: str, event: asyncio.Event, poll: float, deadline: float | None
+) -> Any:
     store = ctx.store
     while True:
         ctx.raise_if_cancelled()

@@ -19,11 +19,11 @@ import datetime as dt
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import waits
+from . import fanout, waits
 from .backoff import BackoffStrategy, exponential
 from .context import RunContext, active_run
 from .errors import NotInWorkflowError, SerializationError, SyncFunctionError
@@ -38,6 +38,8 @@ from .task import Task
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+A = TypeVar("A")
 
 
 class Workflow:
@@ -161,6 +163,31 @@ class Workflow:
             return flow
 
         return decorate if fn is None else decorate(fn)
+
+    # -- concurrency ------------------------------------------------------------------
+
+    async def gather(self, *calls: Awaitable[T]) -> list[T]:
+        """Await ``calls`` at once; their results in argument order.
+
+        Inside a workflow each call's steps are fixed by its position, not by timing, so
+        a resumed run replays every result into the call that made it. When one call
+        fails, the others are cancelled (their finished steps stay checkpointed) and its
+        exception is raised. Outside a workflow it is a plain concurrent await.
+        """
+        return await fanout.gather_all(calls)
+
+    async def map(
+        self,
+        task: Callable[[A], Awaitable[T]],
+        items: Iterable[A],
+        *,
+        max_concurrency: int | None = None,
+    ) -> list[T]:
+        """``task(item)`` for every item, at most ``max_concurrency`` at once; results in
+        item order. Each call's step id is taken in item order before any of them runs,
+        so a resumed run replays each result into its item's call whatever finished
+        first. Fails like :meth:`gather`."""
+        return await fanout.map_all(task, items, max_concurrency)
 
     # -- durable waits ----------------------------------------------------------------
 

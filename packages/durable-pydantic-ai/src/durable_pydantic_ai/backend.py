@@ -40,6 +40,9 @@ from pydantic_ai.durable_exec import (
 )
 from pydantic_ai.exceptions import UserError
 
+from durable import RunContext as DurableRunContext
+from durable.scopes import Scope
+
 from .config import (
     DEFAULT_EVENT_CONFIG,
     DEFAULT_MODEL_CONFIG,
@@ -54,8 +57,12 @@ from .steps import active_run, checkpointed
 #: or ``{"durable": False}`` to run a tool without a checkpoint of its own.
 TOOL_METADATA_KEY = "durable"
 
-# The scope of the agent run in progress ("support", "support#1" ...), set around each run.
-_agent_run_scope: ContextVar[str | None] = ContextVar("durable_pydantic_ai_scope", default=None)
+# The scope of the agent run in progress ("support", "support#1" ...), set around each run,
+# with the counters of its units: they run one after another (or are told apart by their
+# tool-call ids) but in tasks of pydantic-ai's, so the run's per-task counters would not do.
+_agent_run_scope: ContextVar[tuple[str, Scope] | None] = ContextVar(
+    "durable_pydantic_ai_scope", default=None
+)
 # (tool name, tool-call id) of the tool call in progress, set around its validation and execution.
 _tool_call: ContextVar[tuple[str, str] | None] = ContextVar(
     "durable_pydantic_ai_tool", default=None
@@ -63,8 +70,8 @@ _tool_call: ContextVar[tuple[str, str] | None] = ContextVar(
 
 
 @contextmanager
-def agent_run_scope(scope: str) -> Generator[None]:
-    token = _agent_run_scope.set(scope)
+def agent_run_scope(scope: str, counters: Scope) -> Generator[None]:
+    token = _agent_run_scope.set((scope, counters))
     try:
         yield
     finally:
@@ -78,6 +85,13 @@ def tool_call_scope(tool_name: str, tool_call_id: str) -> Generator[None]:
         yield
     finally:
         _tool_call.reset(token)
+
+
+def next_unit_id(run: DurableRunContext, name: str) -> str:
+    """The step id of the next unit called ``name``: counted within the agent run in
+    progress, else run-wide (see ``wrap_run``)."""
+    current = _agent_run_scope.get()
+    return run.next_step_id(name, run.run_wide_scope() if current is None else current[1])
 
 
 class StepNamer(JournalOperationNamer):
@@ -110,7 +124,8 @@ class StepNamer(JournalOperationNamer):
 
 def step_base(operation_id: DurableOperationId, name: str, agent_name: str) -> str:
     """The step id of an operation, before ``#n`` is appended to repeats."""
-    scope = _agent_run_scope.get() or agent_name
+    current = _agent_run_scope.get()
+    scope = agent_name if current is None else current[0]
     call = _tool_call.get()
     if call is not None:
         tool_name, call_id = call
@@ -163,7 +178,7 @@ class WorkflowOperationBackend(CallableOperationBackend[ResolvedTaskConfig]):
         run = active_run()
         if run is None:  # not reached through the capability, which checks first
             return await body()
-        step_id = run.next_step_id(step_base(operation_id, name, self.agent_name))
+        step_id = next_unit_id(run, step_base(operation_id, name, self.agent_name))
         return await checkpointed(run, step_id, body, config)
 
 

@@ -40,7 +40,13 @@ from pydantic_ai.tools import AgentDepsT, RunContext, ToolDefinition
 
 from durable import SerializationError
 
-from .backend import TOOL_METADATA_KEY, WorkflowOperationBackend, agent_run_scope, tool_call_scope
+from .backend import (
+    TOOL_METADATA_KEY,
+    WorkflowOperationBackend,
+    agent_run_scope,
+    next_unit_id,
+    tool_call_scope,
+)
 from .config import ResolvedTaskConfig, TaskConfig
 from .steps import active_run, checkpointed
 
@@ -128,9 +134,11 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         run = active_run()
         if run is None:
             return await super().wrap_run(ctx, handler=handler)
-        # Agent runs start in the workflow's own order, so the n-th run of this agent within
-        # the workflow run gets the same scope ("support", "support#1" ...) on every replay.
-        with agent_run_scope(run.next_step_id(self.name)):
+        # The n-th run of this agent within the workflow run gets the scope "support",
+        # "support#1" ... counted run-wide: this hook runs in a task of pydantic-ai's, whose
+        # place among the workflow's tasks is pydantic-ai's business, not the run's.
+        scope = run.next_step_id(self.name, run.run_wide_scope())
+        with agent_run_scope(scope, run.new_scope()):
             return await super().wrap_run(ctx, handler=handler)
 
     async def wrap_tool_validate(
@@ -163,7 +171,7 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         run = active_run()
         if run is None:
             return None
-        return run.next_step_id(f"{run.run_id}:{self.name}")
+        return next_unit_id(run, f"{run.run_id}:{self.name}")
 
     def get_default_conversation_id(self, run_id: str) -> str | None:
         if active_run() is None:
@@ -180,7 +188,7 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         async def now() -> str:
             return dt.datetime.now(dt.UTC).isoformat()
 
-        step_id = run.next_step_id(f"{self.name}.started_at")
+        step_id = next_unit_id(run, f"{self.name}.started_at")
         started = await checkpointed(run, step_id, now, _RECORD_ONCE)
         return dt.datetime.fromisoformat(started)
 
