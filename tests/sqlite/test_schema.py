@@ -35,9 +35,11 @@ async def test_new_file_is_wal_with_current_schema_version(db_path: Path, raw: R
         await store.set_step("r", "a", 1)
         conn = raw(db_path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {"runs", "steps", "signals"} <= tables
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        assert {"recoveries", "cancel_requested", "input_digest"} <= columns
     finally:
         await store.close()
 
@@ -201,6 +203,9 @@ async def test_seed_file_data_comes_through(
         age = dt.datetime.now(dt.UTC) - running.created_at
         assert dt.timedelta(0) <= age < dt.timedelta(minutes=5)
 
+        # Runs of the seed have no input digest (their inputs are not compared).
+        assert [r.input_digest for r in await store.list_runs()] == [None, None, None]
+
         statuses = {r.run_id: r.status for r in await store.list_runs()}
         assert statuses == {
             "seed-done": "completed",
@@ -211,8 +216,10 @@ async def test_seed_file_data_comes_through(
         await store.close()
 
     conn = raw(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    # Version 0 to 1 (the import), 2 and 3 in one open.
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT count(*) FROM runs WHERE input_digest IS NULL").fetchone() == (3,)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     # The seed's tables were replaced, not kept beside the new ones.
     assert tables == {"runs", "steps", "signals", "step_attempts"}

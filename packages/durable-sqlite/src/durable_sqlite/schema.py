@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE runs (
@@ -88,8 +88,15 @@ def _to_v2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _to_v3(conn: sqlite3.Connection) -> None:
+    # A digest of each run's call arguments: a claim with other inputs is refused. Runs
+    # recorded before it keep NULL for good: not compared, and a sign to the engine that
+    # their engine step ids may be in the old form.
+    conn.execute("ALTER TABLE runs ADD COLUMN input_digest TEXT")
+
+
 #: MIGRATIONS[n] moves a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2, _to_v3]
 
 
 class SchemaError(Exception):

@@ -11,16 +11,20 @@ from .transactions import Row, Tx
 
 RUN_COLUMNS = (
     "run_id, workflow, status, inputs, result, has_result, error, owner, "
-    "lease_expires_at, created_at, updated_at, recoveries, cancel_requested"
+    "lease_expires_at, created_at, updated_at, recoveries, cancel_requested, input_digest"
 )
 
 # A claim is granted on a new run by CREATE_RUN (whose returned row says the run is
 # new), or on a run on record by RECLAIM when its WHERE allows it: the rules of
-# durable.store.claim_allowed and counts_as_recovery, in SQL.
+# durable.store.claim_allowed, same_identity and counts_as_recovery, in SQL. A run on
+# record is another call's, and RECLAIM changes nothing, when its workflow differs or
+# both digests are known and differ. RECLAIM never sets input_digest: a run recorded
+# without one (before schema version 3) keeps NULL, which tells the engine that its
+# engine step ids may be in the old form.
 CREATE_RUN = f"""
 INSERT INTO runs (run_id, workflow, status, inputs, owner, lease_expires_at,
-                  created_at, updated_at)
-VALUES (:run_id, :workflow, 'running', :inputs, :owner, :lease, :now, :now)
+                  created_at, updated_at, input_digest)
+VALUES (:run_id, :workflow, 'running', :inputs, :owner, :lease, :now, :now, :input_digest)
 ON CONFLICT (run_id) DO NOTHING
 RETURNING {RUN_COLUMNS}
 """
@@ -30,7 +34,9 @@ UPDATE runs SET
     status = 'running', error = NULL, owner = :owner, lease_expires_at = :lease,
     updated_at = :now,
     recoveries = recoveries + (status = 'running' AND owner IS NOT NULL AND owner != :owner)
-WHERE run_id = :run_id AND (
+WHERE run_id = :run_id AND workflow = :workflow
+  AND (input_digest IS NULL OR :input_digest IS NULL OR input_digest = :input_digest)
+  AND (
        status = 'failed'
     OR (status = 'completed' AND has_result = 0)
     OR (status = 'running' AND (
@@ -68,7 +74,7 @@ async def select_run(tx: Tx, run_id: str) -> RunRecord | None:
 
 def run_record(row: Row) -> RunRecord:
     (run_id, workflow, status, inputs, result, has_result, error, owner, lease, created,
-     updated, recoveries, cancel_requested) = row  # fmt: skip
+     updated, recoveries, cancel_requested, input_digest) = row  # fmt: skip
     return RunRecord(
         run_id=run_id,
         workflow=workflow,
@@ -83,6 +89,7 @@ def run_record(row: Row) -> RunRecord:
         updated_at=stamp(updated),
         recoveries=recoveries,
         cancel_requested=bool(cancel_requested),
+        input_digest=input_digest,
     )
 
 

@@ -258,6 +258,7 @@ class SQLiteStore(Store):
         owner: str,
         lease_seconds: float,
         takeover_from: str | None = None,
+        input_digest: str | None = None,
     ) -> RunClaim:
         now = time.time()
         params = {
@@ -268,6 +269,7 @@ class SQLiteStore(Store):
             "lease": now + lease_seconds,
             "now": now,
             "takeover": takeover_from,
+            "input_digest": input_digest,
         }
 
         async def claim(tx: Tx) -> RunClaim:
@@ -275,6 +277,8 @@ class SQLiteStore(Store):
                 return RunClaim(True, run_record(rows[0]), created=True)
             if rows := await tx.execute(RECLAIM, params):
                 return RunClaim(True, run_record(rows[0]))
+            # Refused (a live owner, a stored result, another workflow or other inputs):
+            # the record as it is, so the engine can say which.
             record = await select_run(tx, run_id)
             assert record is not None  # the INSERT conflicted, so the run exists
             return RunClaim(False, record)

@@ -11,6 +11,7 @@ from ._control import ControlChecks
 from ._engine import EngineChecks
 from ._engine_ops import EngineOperationChecks
 from ._harness import Capability, store_test
+from ._identity import IdentityChecks
 from ._persistence import PersistenceChecks
 from ._runs import RunRecordChecks
 from ._signals import SignalChecks
@@ -21,6 +22,7 @@ class StoreContract(
     StepChecks,
     SignalChecks,
     ClaimChecks,
+    IdentityChecks,
     RunRecordChecks,
     ControlChecks,
     PersistenceChecks,
