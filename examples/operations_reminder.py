@@ -73,7 +73,7 @@ async def remind_in_this_process(db: Path, crash: bool) -> None:
         # Show what is already checkpointed when this process starts.
         run = await wf.get_run("reminder-ann")
         for step in run.steps if run else ():
-            if step.step_id == "sleep":
+            if step.step_id == "$sleep":
                 print(f"  found     the sleep step: wake up at {clock(step.value['wake_at'])}")
             else:
                 print(f"  replays   {step.step_id}")
@@ -81,7 +81,7 @@ async def remind_in_this_process(db: Path, crash: bool) -> None:
         run = await wf.get_run("reminder-ann")
         assert run is not None
         steps = {step.step_id: step.value for step in run.steps}
-        wake_at, woke = steps["sleep"]["wake_at"], steps["send_reminder"]
+        wake_at, woke = steps["$sleep"]["wake_at"], steps["send_reminder"]
         print(
             f"  woke      at {clock(woke)}, {woke - wake_at:+.2f} s from the checkpointed "
             f"wake-up time, {woke - started:.2f} s after this process started"

@@ -46,20 +46,25 @@ class Harness:
         return await price(item)
 
 
+def define_flow(harness: Harness, body: Any) -> Any:
+    wf, price = harness.app()
+
+    @wf.workflow(id="r", name="flow")
+    async def flow() -> list[int]:
+        out = await body(wf, price)
+        if harness.first_run:
+            raise Crash
+        return out
+
+    return flow
+
+
 async def run_twice(harness: Harness, body: Any) -> tuple[Any, Any]:
     """The workflow ``body(wf, price)`` crashes on the first run and is resumed."""
     results = []
     for first in (True, False):
         harness.first_run = first
-        wf, price = harness.app()
-
-        @wf.workflow(id="r", name="flow")
-        async def flow() -> list[int]:
-            out = await body(wf, price)
-            if harness.first_run:
-                raise Crash
-            return out
-
+        flow = define_flow(harness, body)
         if first:
             with pytest.raises(Crash):
                 await flow()

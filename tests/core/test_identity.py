@@ -61,7 +61,7 @@ async def test_another_app_on_one_store_cannot_take_a_run_id(make_wf) -> None:
         return "billing"
 
     assert await job(7) == "shop"
-    with pytest.raises(RunConflictError, match="shop.job"):
+    with pytest.raises(RunConflictError, match=r"shop\.job"):
         await billing_job(7)
 
 
@@ -82,7 +82,8 @@ async def test_a_failed_run_of_another_workflow_is_not_resumed_or_changed(make_w
     with pytest.raises(RunConflictError):
         await second()
     after = await wf.get_run("r")
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert (after.status, after.owner, after.updated_at, after.workflow) == (
         before.status,
         before.owner,

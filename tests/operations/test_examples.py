@@ -38,7 +38,7 @@ def test_reminder_wakes_at_the_checkpointed_time_after_a_crash() -> None:
     assert float(woke[2]) < 1.4  # less than the 1.5 s sleep after the restart
     assert "ran       escalate('ann'): no acknowledgement in time" in run_2
     assert "result    'escalated ann'" in run_2
-    assert "steps     send_welcome, sleep, send_reminder, signal-timeout:ack, escalate" in run_2
+    assert "steps     send_welcome, $sleep, send_reminder, $signal-timeout:ack, escalate" in run_2
     assert "complete() returned False" in run_2
 
 

@@ -114,7 +114,7 @@ async def test_get_run_has_steps_with_ids_attempts_times_and_values(make_wf) -> 
     assert (run.run_id, run.workflow, run.status) == ("inspect-4", "app.flow", "completed")
     assert run.inputs == {"x": 4}
     assert run.result == "#4 #5 {'by': 'ann'}"
-    assert [s.step_id for s in run.steps] == ["flaky", "sleep", "label", "label#1"]
+    assert [s.step_id for s in run.steps] == ["flaky", "$sleep", "label", "label#1"]
     assert all(isinstance(s, StepRecord) for s in run.steps)
     flaky_step, sleep_step, label_step, label_step_1 = run.steps
     assert (flaky_step.value, flaky_step.attempt) == ({"x": 4}, 3)
@@ -228,4 +228,4 @@ async def test_delete_runs_leaves_running_runs_by_default(make_wf) -> None:
     assert await running == "done"
     run = await wf.get_run("busy")
     assert run is not None
-    assert [s.step_id for s in run.steps] == ["sleep"]
+    assert [s.step_id for s in run.steps] == ["$sleep"]

@@ -35,7 +35,7 @@ async def test_no_delivery_raises_signal_timeout_after_the_timeout(make_wf) -> N
     assert run is not None
     assert run.status == "failed"
     assert "SignalTimeoutError" in (run.error or "")
-    assert [s.step_id for s in run.steps] == ["signal-timeout:approval"]
+    assert [s.step_id for s in run.steps] == ["$signal-timeout:approval"]
 
 
 async def test_the_timeout_is_final_a_late_delivery_is_refused(make_wf) -> None:
@@ -125,7 +125,7 @@ def test_a_killed_process_waits_after_restart_only_until_the_original_deadline(
     with sqlite3.connect(db_file) as conn:
         (value,) = conn.execute(
             "SELECT result FROM steps WHERE run_id = 'approval-9' "
-            "AND step_id = 'signal-timeout:approval'"
+            "AND step_id = '$signal-timeout:approval'"
         ).fetchone()
     deadline = json.loads(value)["deadline"]
 

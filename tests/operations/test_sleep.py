@@ -45,7 +45,7 @@ async def test_the_wake_up_time_is_a_step_with_sequential_ids(make_wf) -> None:
     await naps()
     run = await wf.get_run("naps")
     assert run is not None
-    assert [s.step_id for s in run.steps] == ["sleep", "sleep#1", "sleep#2"]
+    assert [s.step_id for s in run.steps] == ["$sleep", "$sleep#1", "$sleep#2"]
     for step in run.steps:
         assert before < step.value["wake_at"] < time.time()
 
@@ -170,7 +170,7 @@ def test_a_process_killed_mid_sleep_wakes_at_the_original_time(
     first.kill()
     with sqlite3.connect(db_file) as conn:
         (value,) = conn.execute(
-            "SELECT result FROM steps WHERE run_id = 'sleeper-k' AND step_id = 'sleep'"
+            "SELECT result FROM steps WHERE run_id = 'sleeper-k' AND step_id = '$sleep'"
         ).fetchone()
     wake_at = json.loads(value)["wake_at"]
     assert wake_at - first_start <= 2.0 + 1.5  # the first process's start-up, then 2 s

@@ -119,7 +119,7 @@ def task_steps(n: int, steps: int) -> list[str]:
 
 def stored_steps(n: int, steps: int) -> set[str]:
     """Every step id run n stores: its task steps, and ``sleep`` when it sleeps."""
-    return set(task_steps(n, steps)) | ({"sleep"} if has_sleep(n) else set())
+    return set(task_steps(n, steps)) | ({"$sleep"} if has_sleep(n) else set())
 
 
 def expected_result(n: int, steps: int) -> dict[str, Any]:

@@ -87,7 +87,7 @@ async def test_an_interrupted_run_claims_nothing_unfinished_and_resumes(
     record = await wf.get_run(run_id)
     assert record is not None
     assert (record.status, record.owner) == ("running", None)  # interrupted, lease released
-    expected_steps = {"first"} | ({"sleep"} if where == "sleep" else set())
+    expected_steps = {"first"} | ({"$sleep"} if where == "sleep" else set())
     assert {s.step_id for s in record.steps} == expected_steps  # nothing claimed for the rest
     await wf.close()
 
