@@ -106,6 +106,7 @@ def decode_record(run_id: str, values: Sequence[Any]) -> RunRecord | None:
         updated_at=None if updated is None else _stamp(float(updated)),
         recoveries=int(fields.get("recoveries", "0")),
         cancel_requested=fields.get("cancel_requested") == "1",
+        input_digest=fields.get("input_digest"),
     )
 
 

@@ -4,8 +4,9 @@ A run is one hash, named with the Cluster hash tag ``{<run id>}``::
 
     <prefix>:{<run id>}       hash, with the fields
         workflow, status, inputs, result, has_result, error, owner, lease, created,
-        updated, recoveries, cancel_requested
-                                  the run record (JSON or text; times in epoch seconds)
+        updated, recoveries, cancel_requested, input_digest
+                                  the run record (JSON or text; times in epoch seconds;
+                                  input_digest is absent for runs recorded without one)
         step:<step id>            a step: attempt and time, then its result (JSON)
         signal:<name>             a signal: delivery token and time, then its payload
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 #: Hash fields of the run record (every other field is a step or a signal).
 RECORD_FIELDS = (
     "workflow", "status", "inputs", "result", "has_result", "error", "owner", "lease",
-    "created", "updated", "recoveries", "cancel_requested",
+    "created", "updated", "recoveries", "cancel_requested", "input_digest",
 )  # fmt: skip
 STEP = "step:"
 SIGNAL = "signal:"

@@ -71,18 +71,29 @@ def checkpoint_script(ttl_ms: int) -> Script:
     )
 
 
-# ARGV: ttl, workflow, inputs, owner, lease seconds, has takeover ('1'/'0'), takeover.
-# The rule of durable.store.claim_allowed; a claim on a run someone else left running
-# counts a recovery (counts_as_recovery). Returns {outcome, the record}: 2 when the
-# claim created the record, 1 when it took a run on record, 0 when refused.
+# ARGV: ttl, workflow, inputs, owner, lease seconds, has takeover ('1'/'0'), takeover,
+# has input digest ('1'/'0'), input digest. The rule of durable.store.claim_allowed: a
+# run on record belongs to one workflow and one set of inputs (same_identity), and a
+# claim of another workflow's run, or with another digest when both sides have one, is
+# refused before anything is written (no status, lease, time, TTL or recovery change).
+# A claim on a run someone else left running counts a recovery (counts_as_recovery). A
+# claim that creates the record stores the digest; a record without one (made before
+# 0.4) keeps none, which tells the engine its step ids may be old-style. Returns
+# {outcome, the record}: 2 when the claim created the record, 1 when it took a run on
+# record, 0 when refused. A claim resent after a lost reply finds the record its first
+# run made, with its own workflow and digest: 1.
 CLAIM = _script(
     "claim_run",
     """
 local now = clock()
-local status = redis.call('HGET', run, 'status')
-local holder = redis.call('HGET', run, 'owner')
+local found = redis.call('HMGET', run, 'status', 'owner', 'workflow', 'input_digest')
+local status, holder, digest = found[1], found[2], found[4]
 local granted
-if not status or status == 'failed' then
+if not status then
+  granted = true
+elseif (found[3] or '') ~= ARGV[2] or (ARGV[8] == '1' and digest and digest ~= ARGV[9]) then
+  granted = false  -- another workflow's run, or other inputs: the engine says which
+elseif status == 'failed' then
   granted = true
 elseif status == 'completed' then
   granted = redis.call('HGET', run, 'has_result') ~= '1'
@@ -97,6 +108,7 @@ if granted then
   if not status then
     redis.call('HSET', run, 'workflow', ARGV[2], 'inputs', ARGV[3], 'has_result', '0',
                'created', stamp(now))
+    if ARGV[8] == '1' then redis.call('HSET', run, 'input_digest', ARGV[9]) end
   elseif status == 'running' and holder and holder ~= ARGV[4] then
     redis.call('HINCRBY', run, 'recoveries', 1)
   end

@@ -201,9 +201,13 @@ class RedisStore(Store):
         owner: str,
         lease_seconds: float,
         takeover_from: str | None = None,
+        input_digest: str | None = None,
     ) -> RunClaim:
+        # The identity check (same workflow, same digest) runs in the script, before
+        # anything is written: a refused claim leaves the hash and its TTL as they were.
         args = (self._ttl_ms, workflow, json.dumps(inputs), owner, repr(float(lease_seconds)),
-                "0" if takeover_from is None else "1", takeover_from or "")  # fmt: skip
+                "0" if takeover_from is None else "1", takeover_from or "",
+                "0" if input_digest is None else "1", input_digest or "")  # fmt: skip
         outcome, values = await self._indexed("claim a run", scripts.CLAIM, run_id, args)
         record = decode_record(run_id, values)
         assert record is not None  # the script returns the record it found or made
