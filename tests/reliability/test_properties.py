@@ -112,6 +112,7 @@ async def payload_roundtrip(kind: str, payload: Any) -> None:
     source = stores(kind)
     bodies: Counter[str] = Counter()
     rid = f"payload-{next(_counter)}"
+    crash = {"now": True}
 
     def make() -> tuple[Workflow, Any]:
         wf = Workflow("prop", db=source(), default_backoff=constant(0), default_retries=0)
@@ -122,9 +123,9 @@ async def payload_roundtrip(kind: str, payload: Any) -> None:
             return value
 
         @wf.workflow
-        async def flow(value: Any, fail: bool) -> Any:
+        async def flow(value: Any) -> Any:
             got = await echo(value)
-            if fail:
+            if crash["now"]:  # not an argument: a resume is the same call
                 raise RuntimeError("fail after the checkpoint")
             signal = await wf.signal("data", poll=0.01)
             return {"step": got, "signal": signal}
@@ -134,23 +135,24 @@ async def payload_roundtrip(kind: str, payload: Any) -> None:
     wf, flow = make()
     async with wf:
         with pytest.raises(RuntimeError):
-            await flow.run(rid, payload, True)
+            await flow.run(rid, payload)
         assert await wf.complete(rid, "data", payload) is True
         assert await wf.complete(rid, "data", "second") is False
     # A new store object (for SQLite: another process) resumes the failed run: the step
     # replays from its checkpoint, the signal from the store.
+    crash["now"] = False
     again, flow2 = make()
     async with again:
-        result = await flow2.run(rid, payload, False)
+        result = await flow2.run(rid, payload)
         record = await again.get_run(rid)
         # A completed run: the recorded result, the body not run.
-        replayed = await flow2.run(rid, payload, False)
+        replayed = await flow2.run(rid, payload)
     assert bodies["echo"] == 1
     assert same(result, {"step": payload, "signal": payload}), (result, payload)
     assert same(replayed, result)
     assert record is not None
     assert same(record.result, result)
-    assert same(record.inputs, {"value": payload, "fail": True})  # as the run began
+    assert same(record.inputs, {"value": payload})
     assert [s.step_id for s in record.steps] == ["echo"]
     assert same(record.steps[0].value, payload)
     assert [(s.name, same(s.payload, payload)) for s in record.signals] == [("data", True)]
@@ -174,9 +176,14 @@ IDS = st.text(min_size=1, max_size=40) | st.sampled_from(
 )  # fmt: skip
 
 
+# Step ids starting with "$" are the engine's (reserved): test_step_id_conflicts.py.
+STEP_IDS = (IDS | st.just("")).filter(lambda sid: not sid.startswith("$"))
+
+
 async def ids_roundtrip(kind: str, run_id: str, step_ids: list[str]) -> None:
     source = stores(kind)
     bodies: Counter[str] = Counter()
+    crash = {"now": True}
 
     def make() -> tuple[Workflow, Any]:
         wf = Workflow("ids", db=source(), default_backoff=constant(0), default_retries=0)
@@ -187,9 +194,9 @@ async def ids_roundtrip(kind: str, run_id: str, step_ids: list[str]) -> None:
             return i * 10
 
         @wf.workflow
-        async def flow(fail: bool) -> list[int]:
+        async def flow() -> list[int]:
             out = [await record(i, step_id=sid) for i, sid in enumerate(step_ids)]
-            if fail:
+            if crash["now"]:
                 raise RuntimeError("fail after every step")
             return out
 
@@ -198,10 +205,11 @@ async def ids_roundtrip(kind: str, run_id: str, step_ids: list[str]) -> None:
     wf, flow = make()
     async with wf:
         with pytest.raises(RuntimeError):
-            await flow.run(run_id, True)
+            await flow.run(run_id)
+    crash["now"] = False
     again, flow2 = make()
     async with again:
-        assert await flow2.run(run_id, False) == [i * 10 for i in range(len(step_ids))]
+        assert await flow2.run(run_id) == [i * 10 for i in range(len(step_ids))]
         run = await again.get_run(run_id)
         listed = {r.run_id for r in await again.list_runs(limit=1000)}
     assert bodies == Counter(step_ids)  # each ran once: the second call replayed them all
@@ -215,7 +223,7 @@ async def ids_roundtrip(kind: str, run_id: str, step_ids: list[str]) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 @SETTINGS
 @seeded
-@given(run_id=IDS, step_ids=st.lists(IDS | st.just(""), min_size=1, max_size=5, unique=True))
+@given(run_id=IDS, step_ids=st.lists(STEP_IDS, min_size=1, max_size=5, unique=True))
 def test_any_run_id_and_step_ids_store_and_replay(
     kind: str, run_id: str, step_ids: list[str]
 ) -> None:
