@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -124,13 +123,10 @@ class RunContext:
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self._scopes.pop(task, None)
 
-    @contextlib.contextmanager
-    def creating(self, scope: Scope) -> Iterator[None]:
-        saved, self._nascent = self._nascent, scope
-        try:
-            yield
-        finally:
-            self._nascent = saved
+    def creating(self, scope: Scope) -> _Creating:
+        """``with run.creating(scope):`` a task that starts running inside (an eager
+        task's first step) finds ``scope`` as its own."""
+        return _Creating(self, scope)
 
     def take_step_id(self, step_id: str, owner: str, *, explicit: bool) -> None:
         """Take ``step_id`` for ``owner`` in this execution; a second use is an error."""
@@ -221,3 +217,16 @@ active_run: ContextVar[RunContext | None] = ContextVar("durable_active_run", def
 def current_run() -> RunContext | None:
     """The run executing in this task, or None outside a workflow."""
     return active_run.get()
+
+
+class _Creating:
+    __slots__ = ("_run", "_saved", "_scope")
+
+    def __init__(self, run: RunContext, scope: Scope) -> None:
+        self._run, self._scope = run, scope
+
+    def __enter__(self) -> None:
+        self._saved, self._run._nascent = self._run._nascent, self._scope  # pyright: ignore[reportPrivateUsage]
+
+    def __exit__(self, *exc: object) -> None:
+        self._run._nascent = self._saved  # pyright: ignore[reportPrivateUsage]

@@ -34,7 +34,7 @@ def _digestible(value: Any) -> Any:
         return to_json(value)
     except Unserializable:
         # No stable form to compare (a client, a lock ...): its type stands for it.
-        kind = type(value)
+        kind: type[object] = type(value)  # pyright: ignore[reportUnknownVariableType]
         return {"$durable.unstorable": f"{kind.__module__}.{kind.__qualname__}"}
 
 

@@ -71,7 +71,7 @@ class RunExecutor:
         self.lease_seconds = lease_seconds
         self.wait_poll = wait_poll
         self.max_recoveries = max_recoveries
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._inflight: dict[str, _InFlight] = {}
         self._contexts: dict[str, RunContext] = {}
         self._setup: asyncio.Task[None] | None = None
         self._ready = False

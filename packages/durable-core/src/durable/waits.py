@@ -58,9 +58,14 @@ async def _engine_step(ctx: RunContext, step_id: str, key: str) -> tuple[bool, A
     if found or not ctx.legacy_ids:
         return found, stored
     found, stored = await ctx.completed_step(step_id.removeprefix(RESERVED_PREFIX))
-    if found and isinstance(stored, dict) and list(stored) == [key]:  # pyright: ignore[reportUnknownArgumentType]
+    if found and _only_key(stored, key):
         return True, stored
     return False, None
+
+
+def _only_key(value: Any, key: str) -> bool:
+    """Whether ``value`` is a dict whose one key is ``key`` (an engine step's shape)."""
+    return isinstance(value, dict) and list(value) == [key]  # pyright: ignore[reportUnknownArgumentType]
 
 
 async def wait_for_signal(
