@@ -167,7 +167,12 @@ async def test_branch_step_ids_name_their_branch(wf: Workflow) -> None:
         return list(await asyncio.gather(branch(1), branch(2)))
 
     assert await flow() == [2, 4]
-    assert set(await wf.store.load_steps("r")) == {"0/price", "0/price#1", "1/price", "1/price#1"}
+    assert set(await wf.store.load_steps("r")) == {
+        "$0/price",
+        "$0/price#1",
+        "$1/price",
+        "$1/price#1",
+    }
 
 
 async def test_wf_map_bounds_concurrency_and_fails_fast(wf: Workflow) -> None:

@@ -231,9 +231,12 @@ async def test_resume_uses_the_stored_inputs_even_if_a_default_changed(make_wf) 
     async def new_flow(a: int, b: int = 50) -> int:
         return a + b
 
-    with pytest.raises(InputsConflictError, match="default"):
+    with pytest.raises(InputsConflictError, match="differ: b"):
         await new_flow(1)  # the same arguments, another default: other inputs
-    assert await new.resume("r") == 51  # the stored inputs; b was not passed
+    assert await new.resume("r") == 3  # the inputs the run started with, b=2 included
+    record = await new.get_run("r")
+    assert record is not None
+    assert record.inputs == {"a": 1, "b": 2}
 
 
 async def test_arguments_without_json_form_count_by_their_type(make_wf) -> None:
@@ -286,3 +289,39 @@ async def test_a_workflow_may_await_another_run_of_itself(wf: Workflow) -> None:
         return 0 if n == 0 else 1 + await count(n - 1)
 
     assert await count(3) == 3
+
+
+async def test_json_parts_of_an_argument_with_a_client_still_count(make_wf) -> None:
+    """A config object holding a client and an order id: the order id tells calls apart."""
+    import dataclasses
+    import threading
+
+    wf = make_wf()
+
+    @dataclasses.dataclass
+    class Job:
+        order_id: str
+        lock: Any
+
+    @wf.workflow
+    async def charge(job: Any) -> str:
+        return f"charged {job.order_id}"
+
+    assert await charge.run("job", Job("A", threading.Lock())) == "charged A"
+    assert await charge.run("job", Job("A", threading.Lock())) == "charged A"
+    with pytest.raises(InputsConflictError):
+        await charge.run("job", Job("B", threading.Lock()))
+    with pytest.raises(InputsConflictError):
+        await charge.run("job", {"order": "B", "client": threading.Lock()})
+
+
+async def test_an_argument_too_large_for_json_is_a_clear_error(wf: Workflow) -> None:
+    from durable import SerializationError
+
+    @wf.workflow
+    async def flow(n: int) -> int:
+        return 1
+
+    with pytest.raises(SerializationError, match="JSON"):
+        await flow.run("big", 10**5000)
+    assert await wf.get_run("big") is None

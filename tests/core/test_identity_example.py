@@ -17,7 +17,7 @@ def test_the_identity_example_runs_as_the_readme_says() -> None:
     out = done.stdout.splitlines()
     assert out[0] == "quotes: [9.0, 10.8, 9.9]"  # in carrier order, whoever answered first
     assert out[1] == "steps:  " + ", ".join(
-        f"{branch}/{name}" for branch in range(3) for name in ("apply_discount", "fetch_rate")
+        f"${branch}/{name}" for branch in range(3) for name in ("apply_discount", "fetch_rate")
     )
     assert out[2] == "again:  [9.0, 10.8, 9.9] (executed 0 steps)"
     assert out[3] == "ship:   ['charged 1.5', 'charged 2.5', 'label:p1', 'label:p2', 'label:p3']"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import LeaseLostError, NonDeterminismError, RunCancelledError, StepIdConflictError
-from .scopes import Scope, StepBody
+from .scopes import Scope, Unordered, engine_section
 
 if TYPE_CHECKING:
     from .store import Store
@@ -73,8 +73,15 @@ class RunContext:
                 "id would depend on timing; give it step_id=..., or create the task with "
                 "asyncio.create_task, a TaskGroup or asyncio.gather inside the workflow"
             )
+        if isinstance(scope, Unordered):
+            raise NonDeterminismError(
+                f"run {self.run_id!r}: {name!r} was called without a step_id in a task that "
+                f"{scope.why}, in an order of its own, so its step id would depend on "
+                "timing; give it step_id=..., or create the tasks first (asyncio.create_task, "
+                "in program order) and pass those"
+            )
         step_id = scope.next_step_id(name)
-        self.take_step_id(step_id, name, explicit=False)
+        self.take_step_id(step_id, name, explicit=False, scope=scope)
         return step_id
 
     # -- scopes -----------------------------------------------------------------------
@@ -102,7 +109,7 @@ class RunContext:
                 scope = self._scopes[task] = self.root
         return scope
 
-    def spawn_source_here(self) -> Scope | StepBody | None:
+    def spawn_source_here(self) -> Scope | None:
         """Where a task created now by the current task takes its number from."""
         scope = self.scope_here()
         return None if scope is None else scope.spawn
@@ -128,8 +135,14 @@ class RunContext:
         task's first step) finds ``scope`` as its own."""
         return _Creating(self, scope)
 
-    def take_step_id(self, step_id: str, owner: str, *, explicit: bool) -> None:
+    def take_step_id(
+        self, step_id: str, owner: str, *, explicit: bool, scope: Scope | None = None
+    ) -> None:
         """Take ``step_id`` for ``owner`` in this execution; a second use is an error."""
+        if not isinstance(step_id, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise StepIdConflictError(
+                f"run {self.run_id!r}: {owner!r} was given step_id={step_id!r}; a step id is a str"
+            )
         if explicit and step_id.startswith(RESERVED_PREFIX):
             raise StepIdConflictError(
                 f"run {self.run_id!r}: {owner!r} was given step_id={step_id!r}, but step ids "
@@ -145,18 +158,31 @@ class RunContext:
                 "ids of a task named name take)"
             )
         self._taken[step_id] = owner
+        scope = scope or self.scope_here()
+        if scope is not None and scope.taken is not None:
+            scope.taken.append(step_id)
+
+    # -- step bodies ------------------------------------------------------------------
+
+    def step_body(self, step_id: str) -> _StepBody:
+        """``with run.step_body(step_id):`` around one attempt of a step's body: the
+        calls and tasks it makes are numbered under the step, and the step ids they
+        took are given back if the attempt fails (the next attempt takes them again)."""
+        return _StepBody(self, step_id)
 
     async def completed_step(self, step_id: str) -> tuple[bool, Any]:
         """``(found, value)`` of a step that completed in an earlier execution."""
         if self.loaded_steps is None:
-            return await self.store.get_step(self.run_id, step_id)
+            with engine_section(self):
+                return await self.store.get_step(self.run_id, step_id)
         if step_id in self.loaded_steps:
             return True, self.loaded_steps[step_id]
         return False, None
 
     async def record_step(self, step_id: str, value: Any, attempt: int) -> None:
         """Checkpoint a step; a cancellation the store reports stops the run next."""
-        go_on = await self.store.checkpoint_step(self.run_id, step_id, value, attempt)
+        with engine_section(self):  # a store's own tasks (a WAL checkpoint) are not the run's
+            go_on = await self.store.checkpoint_step(self.run_id, step_id, value, attempt)
         if self.loaded_steps is not None:
             self.loaded_steps[step_id] = value
         if not go_on:
@@ -167,7 +193,8 @@ class RunContext:
         if not self.recovered:
             return 0
         if self._attempts is None:
-            self._attempts = dict(await self.store.load_attempts(self.run_id))
+            with engine_section(self):
+                self._attempts = dict(await self.store.load_attempts(self.run_id))
         return self._attempts.get(step_id, 0)
 
     def request_cancel(self) -> None:
@@ -230,3 +257,26 @@ class _Creating:
 
     def __exit__(self, *exc: object) -> None:
         self._run._nascent = self._saved  # pyright: ignore[reportPrivateUsage]
+
+
+class _StepBody:
+    __slots__ = ("_body", "_outer", "_run", "_task")
+
+    def __init__(self, run: RunContext, step_id: str) -> None:
+        self._run = run
+        self._task = asyncio.current_task()
+        outer = run.scope_here()
+        self._outer = outer
+        self._body = None if outer is None else outer.step_body(step_id)
+
+    def __enter__(self) -> None:
+        if self._task is not None and self._body is not None:
+            self._run._scopes[self._task] = self._body  # pyright: ignore[reportPrivateUsage]
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if self._task is None or self._body is None or self._outer is None:
+            return
+        self._run._scopes[self._task] = self._outer  # pyright: ignore[reportPrivateUsage]
+        if kind is not None and self._body.taken:  # a failed attempt: the next retakes them
+            for step_id in self._body.taken:
+                self._run._taken.pop(step_id, None)  # pyright: ignore[reportPrivateUsage]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import typing
@@ -63,7 +64,7 @@ class WorkflowFunction(Generic[P, R]):
         # encoding their arguments, rather than all in the caller's turn of the loop.
         await take_turn()
         bound = self._signature.bind(*args, **kwargs)  # once, for the inputs and the id
-        inputs = _inputs(bound)  # the call's own arguments, before defaults are applied
+        inputs = _inputs(bound)  # before the id applies the defaults to ``bound``
         digest = input_digest(bound)
         if run_id is None:
             run_id = self._run_id(bound)
@@ -142,11 +143,24 @@ class WorkflowFunction(Generic[P, R]):
 
 
 def _inputs(bound: inspect.BoundArguments) -> Any:
-    """A call's arguments as JSON data for the run record (None if not storable)."""
+    """A call's arguments as JSON data for the run record (None if not storable).
+
+    Defaults the call did not give are stored too where they have a JSON form, so a
+    resume goes on with the values the run started with even after a deploy changed
+    them; a default with no JSON form (a client) is left to the code that resumes.
+    """
     try:
-        return to_json(dict(bound.arguments))
+        given = to_json(dict(bound.arguments))
     except Unserializable:
         return None
+    data: dict[str, Any] = {}
+    for name, param in bound.signature.parameters.items():
+        if name in given:
+            data[name] = given[name]
+        elif param.default is not param.empty:
+            with contextlib.suppress(Unserializable):
+                data[name] = to_json(param.default)
+    return data
 
 
 def _parameter_annotation(param: inspect.Parameter, hints: dict[str, Any]) -> Any:

@@ -7,16 +7,20 @@ anything runs or is written, so it can never be handed another call's result.
 Two calls have the same inputs when their arguments, bound to the function's
 parameters with defaults filled in, have the same JSON form (``to_json``): ``f(1)``,
 ``f(a=1)`` and ``f(1, b=2)`` (when ``b`` defaults to 2) are one call; ``f(1)`` and
-``f("1")`` are not. An argument with no JSON form counts by its type only.
+``f("1")`` are not. The parts of an argument that have no JSON form (a client in a
+config object) count by their type only; the rest of it counts as it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
+import typing
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import InputsConflictError, RunConflictError
+from .errors import InputsConflictError, RunConflictError, SerializationError
 from .records import RunRecord
 from .serialization import Unserializable, canonical_json, to_json
 
@@ -25,17 +29,48 @@ def input_digest(bound: inspect.BoundArguments) -> str:
     """A digest of a call's arguments with defaults filled in (``bound`` is not changed)."""
     full = inspect.BoundArguments(bound.signature, bound.arguments.copy())
     full.apply_defaults()
-    text = canonical_json({name: _digestible(value) for name, value in full.arguments.items()})
+    data = {name: _digestible(value) for name, value in full.arguments.items()}
+    try:
+        text = canonical_json(data)
+    except ValueError as exc:  # an int too long for JSON text, say
+        raise SerializationError(
+            f"the arguments of this call cannot be written as JSON ({exc}); nothing was run"
+        ) from None
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _digestible(value: Any) -> Any:
+    """``value`` as JSON data, where the parts with no JSON form (a client, a lock)
+    stand in by their type: a config object holding a client and an order id still
+    tells two order ids apart."""
     try:
         return to_json(value)
     except Unserializable:
-        # No stable form to compare (a client, a lock ...): its type stands for it.
-        kind: type[object] = type(value)  # pyright: ignore[reportUnknownVariableType]
-        return {"$durable.unstorable": f"{kind.__module__}.{kind.__qualname__}"}
+        pass
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _digestible(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"$durable.object": _type_name(value), "fields": fields}
+    if isinstance(value, Mapping):
+        items = typing.cast("Mapping[Any, Any]", value).items()
+        pairs = sorted(canonical_json([_digestible(k), _digestible(v)]) for k, v in items)
+        return {"$durable.mapping": _type_name(value), "items": pairs}
+    if isinstance(value, list | tuple | set | frozenset):
+        parts = [_digestible(item) for item in typing.cast("Iterable[Any]", value)]
+        if isinstance(value, set | frozenset):
+            parts.sort(key=canonical_json)
+        return {"$durable.sequence": _type_name(value), "items": parts}
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict) and attributes:
+        fields = {
+            str(k): _digestible(v) for k, v in typing.cast("dict[Any, Any]", attributes).items()
+        }
+        return {"$durable.object": _type_name(value), "fields": fields}
+    return {"$durable.unstorable": _type_name(value)}
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def check_identity(

@@ -28,7 +28,10 @@ the wrong call.
 from __future__ import annotations
 
 import asyncio
+import asyncio.base_events
+import asyncio.tasks
 import contextvars
+import sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -38,35 +41,35 @@ if TYPE_CHECKING:
 _TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
 
-class StepBody:
-    """Where tasks created inside an executing step's body are numbered: under the step
-    (step ids are unique in a run, so the step's id alone names the place)."""
-
-    __slots__ = ("_children", "step_id")
-
-    def __init__(self, step_id: str) -> None:
-        self.step_id = step_id
-        self._children = 0
-
-    def child(self) -> Scope:
-        index = self._children
-        self._children += 1
-        return Scope((self.step_id, index))
+def _component(part: int | str) -> str:
+    """One part of a scope's path as text: a branch number, or a step id, quoted with
+    its ``%``, ``'`` and ``/`` escaped, so that no two paths read alike."""
+    if isinstance(part, int):
+        return str(part)
+    return "'" + part.replace("%", "%25").replace("'", "%27").replace("/", "%2F") + "'"
 
 
 class Scope:
-    """The automatic step ids of one asyncio task of a run (the workflow body's is the root)."""
+    """The automatic step ids of one asyncio task of a run, or of one attempt of a step's
+    body (the workflow body's scope is the root: its ids are ``name``, ``name#1`` ...).
 
-    __slots__ = ("_children", "_counters", "path", "prefix", "spawn")
+    Other scopes' ids start with the reserved ``$`` and their path, ``$2/name``,
+    ``$2.0/name``, ``$'charge#1'/name``: no explicit step id can be one of them.
+    """
 
-    def __init__(self, path: tuple[int | str, ...]) -> None:
+    __slots__ = ("_children", "_counters", "path", "prefix", "spawn", "taken")
+
+    def __init__(self, path: tuple[int | str, ...], taken: list[str] | None = None) -> None:
         self.path = path
-        self.prefix = ".".join(map(str, path)) + "/" if path else ""
+        self.prefix = "$" + ".".join(map(_component, path)) + "/" if path else ""
         self._counters: dict[str, int] = {}
         self._children = 0
-        #: Where a task this task creates now takes its number from: this scope, a
-        #: step body, or nowhere (None) while the engine works.
-        self.spawn: Scope | StepBody | None = self
+        #: Where a task this task creates now takes its number from: this scope, or
+        #: nowhere (None) while the engine works.
+        self.spawn: Scope | None = self
+        #: Step ids taken in a step body's scope and the tasks it created, which a
+        #: failed attempt gives back (None: not in a step body).
+        self.taken = taken
 
     def next_step_id(self, name: str) -> str:
         """``name``, ``name#1``, ``name#2`` ... in this scope, in call order."""
@@ -77,21 +80,39 @@ class Scope:
     def child(self) -> Scope:
         index = self._children
         self._children += 1
-        return Scope((*self.path, index))
+        return Scope((*self.path, index), self.taken)
+
+    def step_body(self, step_id: str) -> Scope:
+        """The scope of one attempt of ``step_id``'s body: its calls and tasks are
+        numbered under the step, since a replay does not run the body."""
+        return Scope((*self.path, step_id), [])
+
+
+class Unordered(Scope):
+    """The scope of a task started in an order durable cannot see (``as_completed``
+    starts its awaitables from a set): its automatic step ids are refused."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        super().__init__(("?",))
+        self.why = why
+
+    def child(self) -> Scope:
+        return self
 
 
 class _Spawning:
     """Sets where the current task's new tasks take their numbers from, for a block."""
 
-    __slots__ = ("_saved", "_scope", "_source")
+    __slots__ = ("_saved", "_scope")
 
-    def __init__(self, run: RunContext | None, source: Scope | StepBody | None) -> None:
+    def __init__(self, run: RunContext | None) -> None:
         self._scope = None if run is None else run.scope_here()
-        self._source = source
 
     def __enter__(self) -> None:
         if self._scope is not None:
-            self._saved, self._scope.spawn = self._scope.spawn, self._source
+            self._saved, self._scope.spawn = self._scope.spawn, None
 
     def __exit__(self, *exc: object) -> None:
         if self._scope is not None:
@@ -100,12 +121,26 @@ class _Spawning:
 
 def engine_section(run: RunContext | None) -> _Spawning:
     """``with engine_section(run):`` tasks created inside are the engine's, not the run's."""
-    return _Spawning(run, None)
+    return _Spawning(run)
 
 
-def in_step_body(run: RunContext, step_id: str) -> _Spawning:
-    """``with in_step_body(run, step_id):`` tasks created inside are numbered under it."""
-    return _Spawning(run, StepBody(step_id))
+#: Where asyncio starts awaitables in an order of its own: as_completed takes them from
+#: a set, so the n-th task it creates is not the n-th awaitable it was given.
+_UNORDERED_CREATORS = frozenset(
+    {"as_completed", "as_completed.<locals>.<setcomp>", "_AsCompletedIterator.__init__"}
+)
+_ASYNCIO_FILES = frozenset({asyncio.tasks.__file__, asyncio.base_events.__file__})
+
+
+def _started_by_as_completed() -> bool:
+    """Whether asyncio.as_completed is creating the task being made (callers: the
+    factory, then asyncio's create_task / ensure_future frames, then the creator)."""
+    frame = sys._getframe(2)  # pyright: ignore[reportPrivateUsage]
+    while frame is not None and frame.f_code.co_filename in _ASYNCIO_FILES:
+        if frame.f_code.co_qualname in _UNORDERED_CREATORS:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class ScopingTaskFactory:
@@ -135,6 +170,8 @@ class ScopingTaskFactory:
         if run is None or source is None:
             return self._create(loop, coro, kwargs)
         child = source.child()
+        if _started_by_as_completed():
+            child = Unordered("asyncio.as_completed started it")
         with run.creating(child):  # an eager task's first step runs inside _create
             task = self._create(loop, coro, kwargs)
         if isinstance(task, asyncio.Task):

@@ -18,7 +18,7 @@ from .errors import (
     StepIdConflictError,
 )
 from .faults import fault_point
-from .scopes import engine_section, in_step_body
+from .scopes import engine_section
 from .serialization import Unserializable, from_json, return_annotation, to_json
 from .turns import take_turn
 
@@ -126,7 +126,7 @@ class Task(Generic[P, R]):
             )
         while True:
             try:
-                with in_step_body(ctx, sid):
+                with ctx.step_body(sid):
                     result = await self.fn(*args, **kwargs)
             except Exception as exc:
                 if attempt > self.retries or not self._retryable(exc):

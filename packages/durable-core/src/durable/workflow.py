@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -32,6 +33,7 @@ from .operations import RunManager
 from .plugins import DEFAULT_DB, resolve_store
 from .records import FINAL_STATUSES, RunRecord, RunStatus
 from .runner import RunExecutor, new_owner_id
+from .scopes import engine_section
 from .serialization import Unserializable, to_json
 from .store import Store
 from .task import Task
@@ -40,6 +42,20 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 A = TypeVar("A")
+
+
+def _engine_call(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A method that works on the store: called from a workflow's body, the tasks the
+    store creates meanwhile (a connection, a WAL checkpoint) are not the run's branches."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with engine_section(active_run.get()):
+            return await method(*args, **kwargs)
+
+    return call
 
 
 class Workflow:
@@ -227,6 +243,7 @@ class Workflow:
         """Sleep durably until ``when`` (a timezone-aware datetime; naive means local)."""
         await waits.sleep_until(_current("wf.sleep_until()"), when.timestamp())
 
+    @_engine_call
     async def complete(self, run_id: str, name: str, payload: Any = None) -> bool:
         """Deliver signal ``name`` to ``run_id``: True the first time, False after that.
 
@@ -247,10 +264,12 @@ class Workflow:
 
     # -- runs -----------------------------------------------------------------------
 
+    @_engine_call
     async def get_run(self, run_id: str) -> RunRecord | None:
         """A run's record with its steps and signals (None when unknown)."""
         return await self._runs.get_run(run_id)
 
+    @_engine_call
     async def list_runs(
         self,
         *,
@@ -263,6 +282,7 @@ class Workflow:
             workflow = workflow.workflow_id
         return await self._runs.list_runs(status, workflow, limit)
 
+    @_engine_call
     async def cancel(self, run_id: str) -> RunRecord | None:
         """Cancel a run: it stops at its next step boundary with status ``cancelled``.
 
@@ -271,11 +291,13 @@ class Workflow:
         """
         return await self._runs.cancel(run_id)
 
+    @_engine_call
     async def resume(self, run_id: str) -> Any:
         """Run a failed, cancelled, dead or interrupted run again, from its checkpoints,
         with the arguments its record stored; returns its result."""
         return await self._runs.resume(run_id)
 
+    @_engine_call
     async def delete_runs(
         self,
         *,
@@ -287,6 +309,7 @@ class Workflow:
         statuses = (status,) if isinstance(status, str) else tuple(status)
         return await self._runs.delete_runs(older_than, statuses)
 
+    @_engine_call
     async def recover(self) -> list[str]:
         """Resume every run of this Workflow's workflows whose owner is gone (a dead
         process, or a lease that expired), from its stored inputs; wait for them to
@@ -299,10 +322,12 @@ class Workflow:
         interrupted (their leases released) for another worker to take over."""
         return self._runs.worker(poll)
 
+    @_engine_call
     async def close(self) -> None:
         """Close the store's connections. The workflow can be used again afterwards."""
         await self._executor.close_store()
 
+    @_engine_call
     async def __aenter__(self) -> Workflow:
         await self._executor.ready_store()
         return self
