@@ -9,11 +9,12 @@ import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .calls import Call
 from .errors import SerializationError
 from .identity import input_digest
 from .ids import RunIdTemplate, default_run_id
 from .records import RunRecord
-from .runner import Call, rebuild
+from .runner import rebuild
 from .serialization import Unserializable, from_json, to_json
 from .turns import take_turn
 

@@ -9,14 +9,13 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .calls import AwaitGraph, Call, InFlight, refuse_self_call
 from .context import RunContext, active_run
 from .errors import (
     DurableError,
     LeaseLostError,
-    RecursiveRunError,
     RunCancelledError,
     RunFailedError,
     SerializationError,
@@ -71,7 +70,8 @@ class RunExecutor:
         self.lease_seconds = lease_seconds
         self.wait_poll = wait_poll
         self.max_recoveries = max_recoveries
-        self._inflight: dict[str, _InFlight] = {}
+        self._inflight: dict[str, InFlight] = {}
+        self._awaits = AwaitGraph()
         self._contexts: dict[str, RunContext] = {}
         self._setup: asyncio.Task[None] | None = None
         self._ready = False
@@ -100,7 +100,16 @@ class RunExecutor:
 
     async def _run(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
         run_id = call.run_id
-        _refuse_self_call(self.store, run_id, flow)
+        refuse_self_call(self.store, run_id, flow)
+        caller = active_run.get()
+        if caller is None or caller.store is not self.store:
+            return await self._run_unawaited(flow, call)
+        # A run awaited from another run's code: refused if it waits on that run in turn.
+        with self._awaits.awaiting(caller.run_id, run_id, flow.workflow_id):
+            return await self._run_unawaited(flow, call)
+
+    async def _run_unawaited(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
+        run_id = call.run_id
         await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
             check_identity(
@@ -112,7 +121,7 @@ class RunExecutor:
                 if not pending.outcome.cancelled():
                     raise  # this caller was cancelled, not the run it waited on
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[run_id] = _InFlight(
+        self._inflight[run_id] = InFlight(
             outcome,
             RunRecord(run_id, flow.workflow_id, "running", call.inputs, input_digest=call.digest),
         )
@@ -340,42 +349,6 @@ class _Heartbeat:
         self._handle.cancel()
         if self._renewal is not None:
             self._renewal.cancel()
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One call of a workflow, as the executor needs it."""
-
-    run_id: str
-    args: Any
-    kwargs: Any
-    #: The arguments as JSON data, kept in the run's record (None if not storable).
-    inputs: Any
-    #: Their digest (:func:`durable.identity.input_digest`), or the recorded one when
-    #: the run is resumed from its record.
-    digest: str | None
-    #: Who calls, for error messages.
-    what: str = "this call"
-
-
-@dataclass(slots=True)
-class _InFlight:
-    outcome: asyncio.Future[Any]
-    #: The identity the run executing here was called with.
-    record: RunRecord
-
-
-def _refuse_self_call(store: Store, run_id: str, flow: WorkflowFunction[..., Any]) -> None:
-    """A run that awaits itself (or a run that awaits it) would wait forever."""
-    ctx = active_run.get()
-    while ctx is not None:
-        if ctx.run_id == run_id and ctx.store is store:
-            raise RecursiveRunError(
-                f"run {run_id!r} of workflow {flow.workflow_id!r} awaits itself (from "
-                f"inside its own execution, in workflow {ctx.workflow_id!r}); it would "
-                "wait for its own result forever. Give the inner call another run id"
-            )
-        ctx = ctx.parent
 
 
 def _raise_if_ended(record: RunRecord) -> None:

@@ -3,8 +3,11 @@
 Results and payloads are stored as JSON. :func:`to_json` turns a value into plain JSON
 data (dicts, lists, strings, numbers, booleans, ``None``) and refuses anything it
 cannot bring back. :func:`from_json` rebuilds plain data into the type the code
-annotates. Stored data never names a class: a value becomes a model, a dataclass or a
-datetime only because the task's return annotation says so.
+annotates. A value becomes a model, a dataclass or a datetime only because the task's
+return annotation says so: stored data names no class, except that where an annotated
+union's members look alike in JSON (``str | UUID``), :func:`encoder` stores which of
+*those* members the value was (:mod:`durable.unions`). :func:`lossy_note` says when an
+annotation cannot bring a value's type back at all.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import itertools
 import json
 import types
 import typing
@@ -19,6 +23,10 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
+
+from .lossy import lossy_note as lossy_note
+from .rebuild import Codec, cached_build, decoder, field_hints, is_dataclass_type
+from .unions import is_union, plan, union_encoder, unwrap
 
 JSONScalar = str | int | float | bool | None
 _SCALARS = (str, int, float, bool, type(None))
@@ -49,16 +57,27 @@ class Unserializable(TypeError):
 
 
 def to_json(value: Any) -> Any:
-    """Return ``value`` as plain JSON data, or raise :class:`Unserializable`."""
+    """Return ``value`` as plain JSON data, or raise :class:`Unserializable`.
+
+    Equal values give equal data in every process: a set's elements come sorted by
+    their JSON text, never in hash order (which for strings differs between
+    processes). A dict whose keys would collide once turned into text (``1`` and
+    ``"1"``) is refused rather than stored with one entry missing.
+    """
     try:
         return _to_json(value)
-    except RecursionError:  # a reference cycle, or nesting deeper than JSON can hold
-        raise Unserializable(value, "(a reference cycle, or nesting too deep)") from None
+    except RecursionError:
+        raise _too_deep(value) from None
+
+
+def _too_deep(value: Any) -> Unserializable:
+    return Unserializable(value, "(a reference cycle, or nesting too deep)")
 
 
 # The path to a value with no JSON form is put together only when there is one: each
 # container adds its own part as the error passes through it, so the common case
-# builds no strings (~2.5x faster on a small dict).
+# builds no strings (~2.5x faster on a small dict). For the same reason a key
+# collision is looked for only when the JSON dict came out smaller than the dict.
 
 
 def _to_json(value: Any) -> Any:
@@ -66,31 +85,44 @@ def _to_json(value: Any) -> Any:
     if kind in _SCALARS:
         return value
     if kind is dict:
-        return _mapping_to_json(value.items())
+        return _mapping_to_json(value)
     if kind is list or kind is tuple:
         return _sequence_to_json(value)
     return _to_json_rich(value)
 
 
-def _mapping_to_json(items: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
+def _mapping_to_json(mapping: Mapping[Any, Any], encode: Codec = _to_json) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for key, item in items:
+    for key, item in mapping.items():
         name = key if type(key) is str else _key(key)
         try:
-            data[name] = _to_json(item)
+            data[name] = encode(item)
         except Unserializable as exc:
             raise exc.within(f"[{key!r}]") from None
+    if len(data) != len(mapping):
+        raise _collision(mapping)
     return data
 
 
-def _sequence_to_json(items: Iterable[Any]) -> list[Any]:
+def _sequence_to_json(items: Iterable[Any], encode: Codec = _to_json) -> list[Any]:
     data: list[Any] = []
     for index, item in enumerate(items):
         try:
-            data.append(_to_json(item))
+            data.append(encode(item))
         except Unserializable as exc:
             raise exc.within(f"[{index}]") from None
     return data
+
+
+def _set_to_json(items: Iterable[Any], encode: Codec = _to_json) -> list[Any]:
+    data = _sequence_to_json(items, encode)
+    data.sort(key=_element_text)
+    return data
+
+
+def _element_text(data: Any) -> str:
+    """``canonical_json(data)``, quicker for an int (the text json gives it is its repr)."""
+    return int.__repr__(data) if type(data) is int else canonical_json(data)
 
 
 def _key(key: Any) -> str:
@@ -99,6 +131,24 @@ def _key(key: Any) -> str:
     if isinstance(key, bool) or not isinstance(key, int | uuid.UUID | enum.Enum):
         raise Unserializable(key, " (a dict key)")
     return str(key.value if isinstance(key, enum.Enum) else key)
+
+
+def _collision(mapping: Mapping[Any, Any]) -> Unserializable:
+    """The error for a dict two of whose keys became one JSON key, naming both."""
+    seen: dict[str, Any] = {}
+    for key in mapping:
+        name = key if type(key) is str else _key(key)
+        if name in seen:
+            both = f"{_show_key(seen[name])} and {_show_key(key)}"
+            return Unserializable(mapping, f" (keys {both} both become {name!r})")
+        seen[name] = key
+    return Unserializable(mapping, " (its size changed while it was stored)")
+
+
+def _show_key(key: Any) -> str:
+    if isinstance(key, enum.Enum):
+        return f"{type(key).__qualname__}.{key.name}"
+    return repr(key)
 
 
 def _to_json_rich(value: Any) -> Any:
@@ -120,159 +170,195 @@ def _to_json_rich(value: Any) -> Any:
         except Exception as exc:  # e.g. a field of an arbitrary type
             raise Unserializable(value, f" ({exc})") from None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data: dict[str, Any] = {}
-        for field in dataclasses.fields(value):
-            try:
-                data[field.name] = _to_json(getattr(value, field.name))
-            except Unserializable as exc:
-                raise exc.within(f".{field.name}") from None
-        return data
+        return _dataclass_to_json(value)
     if isinstance(value, Mapping):
-        items = typing.cast("Mapping[Any, Any]", value).items()  # type: ignore[redundant-cast]
-        return _mapping_to_json(items)
-    if isinstance(value, list | tuple | set | frozenset):
+        mapping = typing.cast("Mapping[Any, Any]", value)  # type: ignore[redundant-cast]
+        return _mapping_to_json(mapping)
+    if isinstance(value, list | tuple):
         return _sequence_to_json(typing.cast("Iterable[Any]", value))
+    if isinstance(value, set | frozenset):
+        return _set_to_json(typing.cast("Iterable[Any]", value))
     raise Unserializable(value)
+
+
+_NO_CODECS: Mapping[str, Codec] = types.MappingProxyType({})
+
+
+def _dataclass_to_json(value: Any, codecs: Mapping[str, Codec] = _NO_CODECS) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for field in dataclasses.fields(value):
+        try:
+            data[field.name] = codecs.get(field.name, _to_json)(getattr(value, field.name))
+        except Unserializable as exc:
+            raise exc.within(f".{field.name}") from None
+    return data
 
 
 def canonical_json(data: Any) -> str:
     """Plain JSON ``data`` as one text for equal data: keys sorted, no spaces.
 
-    For digests and ids, which must be the same in every process and on every machine.
+    For digests and ids, which must be the same in every process and on every machine,
+    and to sort a set's elements.
     """
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(data)
 
 
-def from_json(data: Any, annotation: Any) -> Any:
-    """Rebuild plain JSON ``data`` into ``annotation``; unknown annotations pass it through."""
-    if annotation is Any or annotation is None or data is None:
-        return data
-    return _decoder(annotation)(data)
+# What json.dumps(data, sort_keys=True, ...) builds on every call: built once, a string
+# is encoded ~10x faster, which matters when each element of a set is.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-_Decoder = Callable[[Any], Any]
-_decoders: dict[Any, _Decoder] = {}
+# -- encoding for an annotation ----------------------------------------------------------
+
+_encoders: dict[Any, Codec] = {}
 
 
-def _decoder(annotation: Any) -> _Decoder:
+def encoder(annotation: Any) -> Callable[[Any], Any]:
+    """A function from a value of ``annotation`` to JSON data, raising like :func:`to_json`.
+
+    It differs from :func:`to_json` only where the annotation has a union whose
+    members JSON cannot tell apart (``str | UUID``, two models): there the value is
+    stored with a discriminator (see :mod:`durable.unions`) so that
+    :func:`from_json` rebuilds the member that was returned. For every other
+    annotation it *is* :func:`to_json`, so the common checkpoint pays one dict lookup.
+    """
     try:
-        return _decoders[annotation]
+        return _encoders[annotation]
     except KeyError:
         pass
     except TypeError:  # unhashable annotation (rare): build without caching
-        return _build_decoder(annotation)
-    decoder = _decoders[annotation] = _build_decoder(annotation)
-    return decoder
+        return _top_encoder(annotation)
+    built = _encoders[annotation] = _top_encoder(annotation)
+    return built
 
 
-def _identity(data: Any) -> Any:
-    return data
+def _top_encoder(annotation: Any) -> Codec:
+    if not _needs_names(annotation, frozenset()):
+        return to_json
+    typed = _inner_encoder(annotation)
+
+    def encode(value: Any) -> Any:
+        try:
+            return typed(value)
+        except RecursionError:
+            raise _too_deep(value) from None
+
+    return encode
 
 
-def _build_decoder(annotation: Any) -> _Decoder:
+def _needs_names(annotation: Any, seen: frozenset[type[Any]]) -> bool:
+    """Whether some union within ``annotation`` has members JSON cannot tell apart."""
+    annotation = unwrap(annotation)
+    args = typing.get_args(annotation)
+    if is_union(annotation):
+        return plan(args).ambiguous or any(_needs_names(a, seen) for a in args)
+    if _container_origin(typing.get_origin(annotation)):
+        return any(_needs_names(a, seen) for a in args if a is not Ellipsis)
+    if is_dataclass_type(annotation) and annotation not in seen:
+        inner = seen | {annotation}
+        return any(_needs_names(h, inner) for h in field_hints(annotation).values())
+    return False
+
+
+def _inner_encoder(annotation: Any) -> Codec:
+    """The encoder of a part of a value; recursive dataclasses meet a forwarder."""
+    if not _needs_names(annotation, frozenset()):
+        return _to_json
+    try:
+        return _inner_encoders[annotation]
+    except KeyError:
+        pass
+    except TypeError:
+        return _build_encoder(annotation)
+    return cached_build(_inner_encoders, annotation, _build_encoder)
+
+
+_inner_encoders: dict[Any, Codec] = {}
+
+
+def _build_encoder(annotation: Any) -> Codec:
+    annotation = unwrap(annotation)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return _decoder(args[0])
-    if origin in (types.UnionType, typing.Union):
-        return _union_decoder(args)
-    if origin in (list, set, frozenset, tuple) or (
-        isinstance(origin, type) and issubclass(origin, list | set | frozenset)
-    ):
-        return _sequence_decoder(origin, args)
-    if origin is dict or (isinstance(origin, type) and issubclass(origin, Mapping)):
-        key = _key_decoder(args[0]) if args else _identity
-        val = _decoder(args[1]) if len(args) > 1 else _identity
-        return lambda data: {key(k): val(v) for k, v in data.items()}
-    if origin is not None or not isinstance(annotation, type):
-        return _identity  # Literal, TypedDict, TypeVar, Any ...: plain data is right
-    return _class_decoder(annotation)
-
-
-def _class_decoder(cls: type[Any]) -> _Decoder:
-    if cls in _SCALARS or cls is object:
-        return _identity
-    if issubclass(cls, enum.Enum):
-        return cls
-    if cls is dt.datetime:
-        return dt.datetime.fromisoformat
-    if cls is dt.date:
-        return dt.date.fromisoformat
-    if cls is dt.time:
-        return dt.time.fromisoformat
-    if cls is dt.timedelta:
-        return lambda data: dt.timedelta(seconds=data)
-    if cls is uuid.UUID or cls is Decimal:
-        return cls
-    validate: _Decoder | None = getattr(cls, "model_validate", None)
-    if callable(validate):
-        return validate
-    if dataclasses.is_dataclass(cls):
-        return _dataclass_decoder(cls)
-    if cls in (list, tuple, set, frozenset):
-        return cls
-    return _identity
-
-
-def _key_decoder(annotation: Any) -> _Decoder:
-    """JSON keys are strings: turn them back into the int, UUID or enum keys they were."""
-    if annotation is int:
-        return int
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        enum_type: type[enum.Enum] = annotation
-        by_text = {str(member.value): member for member in enum_type}
-        return lambda key: by_text[key]
-    return _decoder(annotation)
-
-
-def _union_decoder(members: tuple[Any, ...]) -> _Decoder:
-    options = [m for m in members if m is not type(None)]
-    if len(options) == 1:
-        only = _decoder(options[0])
-        return lambda data: None if data is None else only(data)
-
-    def decode(data: Any) -> Any:
-        if data is None:
-            return None
-        for option in options:
-            if isinstance(option, type) and type(data) is option:
-                return data
-        for option in options:
-            try:
-                return _decoder(option)(data)
-            except (TypeError, ValueError, KeyError):
-                continue
-        return data
-
-    return decode
-
-
-def _sequence_decoder(origin: Any, args: tuple[Any, ...]) -> _Decoder:
+    if is_union(annotation):
+        union = plan(args)
+        return union_encoder(union, [_inner_encoder(o) for o in union.options], _to_json)
     if origin is tuple and args and args[-1] is not Ellipsis:
-        items = [_decoder(a) for a in args]
-        return lambda data: tuple(d(v) for d, v in zip(items, data, strict=False))
-    item = _decoder(args[0]) if args else _identity
-    container = typing.cast(
-        "Callable[[Any], Any]", origin if origin in (set, frozenset, tuple) else list
+        return _row_encoder([_inner_encoder(a) for a in args])
+    if _container_origin(origin) and issubclass(origin, Mapping):
+        return _values_encoder(_inner_encoder(args[-1]))
+    if _container_origin(origin):
+        return _items_encoder(_inner_encoder(args[0]))
+    hints = field_hints(annotation)
+    return _fields_encoder(annotation, {n: _inner_encoder(h) for n, h in hints.items()})
+
+
+def _container_origin(origin: Any) -> typing.TypeGuard[type[Any]]:
+    return isinstance(origin, type) and issubclass(
+        origin, list | tuple | set | frozenset | dict | Mapping
     )
 
-    def decode(data: Any) -> Any:
-        return container(item(v) for v in data)
 
-    return decode
+def _items_encoder(item: Codec) -> Codec:
+    def encode(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return _sequence_to_json(typing.cast("Iterable[Any]", value), item)
+        if isinstance(value, set | frozenset):
+            return _set_to_json(typing.cast("Iterable[Any]", value), item)
+        return _to_json(value)  # not what the annotation says: stored as it is
+
+    return encode
 
 
-def _dataclass_decoder(cls: type[Any]) -> _Decoder:
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # unresolvable forward references: fall back to plain data
-        hints = {}
-    fields = [(f.name, _decoder(hints.get(f.name, Any))) for f in dataclasses.fields(cls) if f.init]
+def _row_encoder(items: list[Codec]) -> Codec:
+    def encode(value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return _to_json(value)
+        codecs = itertools.chain(items, itertools.repeat(_to_json))  # extra items: as they are
+        row = zip(typing.cast("Iterable[Any]", value), codecs, strict=False)
+        data: list[Any] = []
+        for index, (item, codec) in enumerate(row):
+            try:
+                data.append(codec(item))
+            except Unserializable as exc:
+                raise exc.within(f"[{index}]") from None
+        return data
 
-    def decode(data: Any) -> Any:
-        return cls(**{name: dec(data[name]) for name, dec in fields if name in data})
+    return encode
 
-    return decode
+
+def _values_encoder(item: Codec) -> Codec:
+    def encode(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            mapping = typing.cast("Mapping[Any, Any]", value)  # type: ignore[redundant-cast]
+            return _mapping_to_json(mapping, item)
+        return _to_json(value)
+
+    return encode
+
+
+def _fields_encoder(cls: Any, codecs: Mapping[str, Codec]) -> Codec:
+    def encode(value: Any) -> Any:
+        if type(typing.cast(object, value)) is not cls:  # a subclass replays as cls anyway
+            return _to_json(value)
+        return _dataclass_to_json(value, codecs)
+
+    return encode
+
+
+# -- decoding ----------------------------------------------------------------------------
+
+
+def from_json(data: Any, annotation: Any) -> Any:
+    """Rebuild plain JSON ``data`` into ``annotation``; unknown annotations pass it through.
+
+    A union member is chosen by the discriminator :func:`encoder` stored, else by the
+    JSON kind of the data where only one member gives that kind, else as earlier
+    versions did (the first member that accepts the data).
+    """
+    if annotation is Any or annotation is None or data is None:
+        return data
+    return decoder(annotation)(data)
 
 
 def return_annotation(fn: Callable[..., Any]) -> Any:

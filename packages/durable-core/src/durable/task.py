@@ -81,7 +81,11 @@ class Task(Generic[P, R]):
         # The step id is taken now, where the call is made, not where it is first
         # awaited: calls made in program order get ids in program order, also when
         # asyncio.gather or a TaskGroup awaits them in an order that timing decides.
-        return self._call(ctx, self._take_step_id(ctx, step_id), args, kwargs)
+        try:
+            sid = self._take_step_id(ctx, step_id)
+        except DurableError as exc:
+            return _raising(exc)  # raised where it is awaited, like any other failure
+        return self._call(ctx, sid, args, kwargs)
 
     async def _call_later(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str | None
@@ -181,3 +185,7 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<durable task {self.name!r} retries={self.retries}>"
+
+
+async def _raising(exc: BaseException) -> Any:
+    raise exc
