@@ -277,3 +277,176 @@ async def test_tasks_a_step_body_creates_do_not_shift_later_branches(make_wf) ->
     _, resumed = await run_twice(h, body)
     assert resumed == [10, 20, 30]
     assert h.executed == {1: 1, 2: 1, 3: 1}
+
+
+# -- holes a hostile review found ------------------------------------------------------------
+
+
+async def test_as_completed_over_branch_coroutines_is_refused_not_guessed(wf: Workflow) -> None:
+    """as_completed starts coroutines from a set: their order is the set's, not the code's."""
+
+    @wf.task
+    async def price(item: int) -> int:
+        return item
+
+    async def branch(item: int) -> int:
+        return await price(item)
+
+    @wf.workflow(id="r")
+    async def flow() -> list[int]:
+        return [await done for done in asyncio.as_completed([branch(i) for i in range(4)])]
+
+    with pytest.raises(NonDeterminismError, match="as_completed"):
+        await flow()
+
+
+async def test_as_completed_over_created_tasks_replays_into_their_calls(make_wf) -> None:
+    h = Harness(make_wf)
+
+    async def body(wf: Workflow, price: Any) -> list[int]:
+        tasks = [asyncio.create_task(h.branch(price, i, i - 1)) for i in (1, 2, 3)]
+        [await done for done in asyncio.as_completed(tasks)]
+        return [t.result() for t in tasks]
+
+    _, resumed = await run_twice(h, body)
+    assert resumed == [10, 20, 30]
+    assert h.executed == {1: 1, 2: 1, 3: 1}
+
+
+async def test_a_task_called_inside_a_task_body_keeps_later_ids_in_place(make_wf) -> None:
+    """On replay the outer body does not run: its inner call must not take the
+    workflow's own next id, or every later call shifts by one."""
+    for_second = {"crash": True}
+    ran: list[str] = []
+
+    def app() -> Any:
+        wf = make_wf()
+
+        @wf.task
+        async def charge(cents: int) -> str:
+            ran.append(f"charge {cents}")
+            return f"charged {cents}"
+
+        @wf.task
+        async def checkout(cents: int) -> str:
+            return "checkout: " + await charge(cents)
+
+        @wf.workflow(id="r", name="flow")
+        async def flow() -> list[str]:
+            out = [await checkout(100), await charge(999)]
+            if for_second["crash"]:
+                raise RuntimeError("crash")
+            return out
+
+        return flow
+
+    with pytest.raises(RuntimeError):
+        await app()()
+    for_second["crash"] = False
+    assert await app()() == ["checkout: charged 100", "charged 999"]
+    assert ran == ["charge 100", "charge 999"]
+
+
+async def test_a_retried_body_with_branches_takes_its_ids_again(wf: Workflow) -> None:
+    attempts = {"n": 0}
+
+    @wf.task
+    async def inner(i: int) -> int:
+        return i
+
+    @wf.task(retries=2)
+    async def outer() -> int:
+        attempts["n"] += 1
+        values = await asyncio.gather(*(inner(i) for i in range(3)))
+        if attempts["n"] == 1:
+            raise ConnectionError("flaky")
+        return sum(values)
+
+    @wf.workflow(id="r")
+    async def flow() -> int:
+        return await outer()
+
+    assert await flow() == 3
+    assert attempts["n"] == 2
+
+
+async def test_explicit_ids_cannot_meet_the_ids_of_a_scope(wf: Workflow) -> None:
+    @wf.task
+    async def fetch(what: str) -> str:
+        return what
+
+    @wf.task
+    async def report() -> str:
+        sub = asyncio.create_task(fetch("report"))
+        return await sub
+
+    async def branch() -> str:
+        inner = asyncio.create_task(fetch("item 0"))
+        return await inner
+
+    @wf.workflow(id="r")
+    async def flow() -> list[str]:
+        return [await asyncio.create_task(branch()), await report(step_id="0")]
+
+    assert await flow() == ["item 0", "report"]
+    steps = await wf.store.load_steps("r")
+    assert len(steps) == 3  # every step its own id: none replayed another's value
+
+
+async def test_a_store_task_made_during_a_body_call_takes_no_branch_number(make_wf) -> None:
+    """The store starts a background task (a WAL checkpoint, a connection) only on the
+    first run: branches numbered after it must not shift on the resume."""
+    h = Harness(make_wf)
+    started = {"n": 0}
+
+    async def body(wf: Workflow, price: Any) -> list[int]:
+        if h.first_run:  # as a store would, now and then, from inside its call
+            original = wf.store.set_signal
+
+            async def set_signal(run_id: str, name: str, payload: Any) -> bool:
+                started["n"] += 1
+                asyncio.get_running_loop().create_task(asyncio.sleep(0))
+                return await original(run_id, name, payload)
+
+            wf.store.set_signal = set_signal  # type: ignore[method-assign]
+        await wf.complete("other-run", "ping", started["n"])
+        return list(await asyncio.gather(*(h.branch(price, i, i - 1) for i in (1, 2, 3))))
+
+    _, resumed = await run_twice(h, body)
+    assert resumed == [10, 20, 30]
+    assert h.executed == {1: 1, 2: 1, 3: 1}
+
+
+async def test_two_runs_awaiting_each_other_fail_instead_of_hanging(wf: Workflow) -> None:
+    from durable import RecursiveRunError
+
+    started = asyncio.Event()
+
+    @wf.workflow(id="a")
+    async def a() -> int:
+        started.set()
+        await asyncio.sleep(0.05)
+        return await b()
+
+    @wf.workflow(id="b")
+    async def b() -> int:
+        await started.wait()
+        return await a()
+
+    results = await asyncio.wait_for(asyncio.gather(a(), b(), return_exceptions=True), 5)
+    assert any(isinstance(r, RecursiveRunError) for r in results), results
+
+
+async def test_a_step_id_that_is_not_text_is_a_clear_error(wf: Workflow) -> None:
+    from durable import StepIdConflictError
+
+    @wf.task
+    async def work(x: int) -> int:
+        return x
+
+    @wf.workflow(id="r")
+    async def flow() -> list[int]:
+        return list(await asyncio.gather(work(1), work(2, step_id=5)))  # type: ignore[arg-type]
+
+    with pytest.raises(StepIdConflictError, match="step_id=5"):
+        await flow()

@@ -515,3 +515,51 @@ def test_every_value_of_a_union_comes_back_exactly(
     assert rebuilt == value
     assert type(rebuilt) is type(value)
     assert shape(rebuilt) == shape(value)
+
+
+# -- through the engine: a replay returns what the first run returned --------------------------
+
+
+async def test_a_replayed_union_step_and_result_come_back_as_the_member_returned(
+    make_wf,
+) -> None:
+    import uuid as uuid_module
+
+    from durable import Workflow
+
+    token = uuid_module.UUID("12345678-1234-5678-1234-567812345678")
+    first: dict[str, Any] = {}
+    crash = {"now": True}
+
+    def app() -> tuple[Workflow, Any]:
+        wf = make_wf()
+
+        @wf.task
+        async def issue() -> str | uuid_module.UUID:
+            return token
+
+        @wf.task
+        async def label() -> str | uuid_module.UUID:
+            return str(token)
+
+        @wf.workflow(id="r", name="flow")
+        async def flow() -> list[str | uuid_module.UUID]:
+            out = [await issue(), await label()]
+            if crash["now"]:
+                first["out"] = out
+                raise RuntimeError("crash")
+            return out
+
+        return wf, flow
+
+    _, flow = app()
+    with pytest.raises(RuntimeError):
+        await flow()
+    crash["now"] = False
+    _, flow2 = app()
+    resumed = await flow2()  # both steps replayed
+    assert resumed == first["out"]
+    assert [type(x) for x in resumed] == [uuid_module.UUID, str]
+    _, flow3 = app()
+    recorded = await flow3()  # the completed run's recorded result
+    assert [type(x) for x in recorded] == [uuid_module.UUID, str]

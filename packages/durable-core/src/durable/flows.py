@@ -15,7 +15,7 @@ from .identity import input_digest
 from .ids import RunIdTemplate, default_run_id
 from .records import RunRecord
 from .runner import rebuild
-from .serialization import Unserializable, from_json, to_json
+from .serialization import Unserializable, encoder, from_json, return_annotation, to_json
 from .turns import take_turn
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class WorkflowFunction(Generic[P, R]):
         self._executor = executor
         self._signature = inspect.signature(fn)
         self._type_hints: dict[str, Any] | None = None
+        self._result_encoder: Callable[[Any], Any] | None = None
         self._template = (
             RunIdTemplate(id_template, fn, self.workflow_id) if id_template is not None else None
         )
@@ -134,6 +135,12 @@ class WorkflowFunction(Generic[P, R]):
             else:
                 kwargs[name] = value
         return args, kwargs
+
+    def encode_result(self, result: Any) -> Any:
+        """The workflow's result as JSON data, by its return annotation (unions tagged)."""
+        if self._result_encoder is None:
+            self._result_encoder = encoder(return_annotation(self.fn))
+        return self._result_encoder(result)
 
     def rebuild_result(self, value: Any, run_id: str) -> R:
         result: R = rebuild(value, self.fn, f"workflow {self.workflow_id!r} (run {run_id!r})")

@@ -23,7 +23,7 @@ from .errors import (
 from .faults import fault_point
 from .identity import check_identity
 from .scopes import engine_section, install_task_factory
-from .serialization import Unserializable, from_json, return_annotation, to_json
+from .serialization import Unserializable, from_json, return_annotation
 from .store import RunClaim, RunRecord, Store
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ class RunExecutor:
         self, flow: WorkflowFunction[..., Any], run_id: str, result: Any
     ) -> None:
         try:
-            value, stored = to_json(result), True
+            value, stored = flow.encode_result(result), True
         except Unserializable as exc:
             log.warning(
                 "workflow %s (run %s) returned %s, which cannot be stored as JSON; the run "

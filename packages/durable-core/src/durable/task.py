@@ -18,8 +18,9 @@ from .errors import (
     StepIdConflictError,
 )
 from .faults import fault_point
+from .lossy import lossy_note
 from .scopes import engine_section
-from .serialization import Unserializable, from_json, return_annotation, to_json
+from .serialization import Unserializable, encoder, from_json, return_annotation, to_json
 from .turns import take_turn
 
 log = logging.getLogger("durable")
@@ -61,6 +62,7 @@ class Task(Generic[P, R]):
         self.retry_on = retry_on
         self.no_retry_on = no_retry_on
         self._return_type: Any = _UNRESOLVED
+        self._encoder: Callable[[Any], Any] = to_json
         functools.update_wrapper(self, fn)
 
     # The step_id keyword cannot be added to a ParamSpec signature, so the call is
@@ -159,9 +161,19 @@ class Task(Generic[P, R]):
             return False
         return isinstance(exc, self.retry_on) and not isinstance(exc, self.no_retry_on)
 
+    def _annotation(self) -> Any:
+        """The return annotation, resolved on first use (forward references allowed)."""
+        if self._return_type is _UNRESOLVED:
+            self._return_type = return_annotation(self.fn)
+            self._encoder = encoder(self._return_type)
+        return self._return_type
+
     def _encode(self, result: R, ctx: RunContext, sid: str) -> Any:
+        annotation = self._annotation()
+        if log.isEnabledFor(logging.DEBUG) and (note := lossy_note(result, annotation)):
+            log.debug("task %s (step %s, run %s) %s", self.name, sid, ctx.run_id, note)
         try:
-            return to_json(result)
+            return self._encoder(result)
         except Unserializable as exc:
             raise SerializationError(
                 f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r} returned "
@@ -171,8 +183,7 @@ class Task(Generic[P, R]):
             ) from None
 
     def _rebuild(self, value: Any, ctx: RunContext, sid: str) -> R:
-        if self._return_type is _UNRESOLVED:
-            self._return_type = return_annotation(self.fn)
+        self._annotation()
         try:
             result: R = from_json(value, self._return_type)
         except Exception as exc:
