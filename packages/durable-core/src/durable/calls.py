@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,7 @@ class AwaitGraph:
         self._awaits: dict[str, Counter[str]] = {}
 
     @contextlib.contextmanager
-    def awaiting(self, waiter: str, run_id: str, workflow: str) -> Iterator[None]:
+    def awaiting(self, waiter: str, run_id: str, workflow: str) -> Generator[None]:
         """``waiter``'s code awaits ``run_id`` for the block; refused if ``run_id``,
         through the runs it awaits, already awaits ``waiter``."""
         self._refuse_cycle(waiter, run_id, workflow)

@@ -51,20 +51,18 @@ def _digestible(value: Any) -> Any:
         fields = {f.name: _digestible(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return {"$durable.object": _type_name(value), "fields": fields}
     if isinstance(value, Mapping):
-        items = typing.cast("Mapping[Any, Any]", value).items()
-        pairs = sorted(canonical_json([_digestible(k), _digestible(v)]) for k, v in items)
-        return {"$durable.mapping": _type_name(value), "items": pairs}
+        mapping: Mapping[Any, Any] = typing.cast("Mapping[Any, Any]", value)
+        pairs = sorted(
+            canonical_json([_digestible(key), _digestible(item)]) for key, item in mapping.items()
+        )
+        return {"$durable.mapping": _type_name(mapping), "items": pairs}
     if isinstance(value, list | tuple | set | frozenset):
-        parts = [_digestible(item) for item in typing.cast("Iterable[Any]", value)]
+        items: Iterable[Any] = typing.cast("Iterable[Any]", value)
+        parts = [_digestible(item) for item in items]
         if isinstance(value, set | frozenset):
             parts.sort(key=canonical_json)
-        return {"$durable.sequence": _type_name(value), "items": parts}
-    attributes = getattr(value, "__dict__", None)
-    if isinstance(attributes, dict) and attributes:
-        fields = {
-            str(k): _digestible(v) for k, v in typing.cast("dict[Any, Any]", attributes).items()
-        }
-        return {"$durable.object": _type_name(value), "fields": fields}
+        return {"$durable.sequence": _type_name(items), "items": parts}
+    # Any other object (a client, a lock): its attributes are state, not an input.
     return {"$durable.unstorable": _type_name(value)}
 
 
