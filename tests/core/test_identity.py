@@ -155,7 +155,7 @@ async def test_a_run_in_flight_in_this_process_called_with_other_inputs_is_refus
     first = asyncio.ensure_future(job(1))
     await asyncio.sleep(0.05)
     with pytest.raises(InputsConflictError):
-        await job(2)
+        await asyncio.wait_for(job(2), 2)  # not after waiting for the first
     same = asyncio.ensure_future(job(1))  # the same call waits for the first
     release.set()
     assert await first == 1

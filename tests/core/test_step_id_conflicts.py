@@ -1,10 +1,11 @@
 """Step ids are unique within a run, and the engine's own ids cannot be hit by accident."""
 
+import contextlib
 from typing import Any
 
 import pytest
 
-from durable import StepIdConflictError, Workflow
+from durable import SignalTimeoutError, StepIdConflictError, Workflow
 
 
 async def test_one_explicit_step_id_used_twice_is_an_error(make_wf) -> None:
@@ -94,18 +95,20 @@ async def test_a_task_named_sleep_and_a_durable_sleep_keep_their_own_values(make
         runs["sleep"] += 1
         return 7
 
-    @wf.task(name="signal-timeout:go")
+    @wf.task
     async def deadline_task() -> int:
         return 8
 
     @wf.workflow(id="r")
     async def flow(fail: bool) -> list[Any]:
-        first = await sleep()
+        first = await sleep(step_id="sleep")
         await wf.sleep(0)
-        other = await deadline_task()
+        other = await deadline_task(step_id="signal-timeout:go")
+        with contextlib.suppress(SignalTimeoutError):
+            await wf.signal("go", timeout=0)
         if fail:
             raise RuntimeError("crash")
-        return [first, other, await sleep()]
+        return [first, other, await sleep(step_id="sleep-again")]
 
     with pytest.raises(RuntimeError):
         await flow(True)
@@ -116,16 +119,18 @@ async def test_a_task_named_sleep_and_a_durable_sleep_keep_their_own_values(make
         runs["sleep"] += 1
         return 9
 
-    @wf2.task(name="signal-timeout:go")
+    @wf2.task(name="deadline_task")
     async def deadline2() -> int:
         return -1
 
     @wf2.workflow(id="r", name="flow")
     async def flow2(fail: bool) -> list[Any]:
-        first = await sleep2()
+        first = await sleep2(step_id="sleep")
         await wf2.sleep(0)
-        other = await deadline2()
-        return [first, other, await sleep2()]
+        other = await deadline2(step_id="signal-timeout:go")
+        with contextlib.suppress(SignalTimeoutError):
+            await wf2.signal("go", timeout=0)
+        return [first, other, await sleep2(step_id="sleep-again")]
 
     # On replay each step gets its own value back: 7 (not {'wake_at': ...}), then 8.
     assert await wf2.resume("r") == [7, 8, 9]

@@ -51,7 +51,7 @@ def _digestible(value: Any) -> Any:
         fields = {f.name: _digestible(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return {"$durable.object": _type_name(value), "fields": fields}
     if isinstance(value, Mapping):
-        mapping: Mapping[Any, Any] = typing.cast("Mapping[Any, Any]", value)
+        mapping: Mapping[Any, Any] = typing.cast("Mapping[Any, Any]", value)  # type: ignore[redundant-cast]
         pairs = sorted(
             canonical_json([_digestible(key), _digestible(item)]) for key, item in mapping.items()
         )

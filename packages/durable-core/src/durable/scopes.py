@@ -32,6 +32,7 @@ import asyncio.base_events
 import asyncio.tasks
 import contextvars
 import sys
+import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -135,7 +136,7 @@ _ASYNCIO_FILES = frozenset({asyncio.tasks.__file__, asyncio.base_events.__file__
 def _started_by_as_completed() -> bool:
     """Whether asyncio.as_completed is creating the task being made (callers: the
     factory, then asyncio's create_task / ensure_future frames, then the creator)."""
-    frame = sys._getframe(2)  # pyright: ignore[reportPrivateUsage]
+    frame: types.FrameType | None = sys._getframe(2)  # pyright: ignore[reportPrivateUsage]
     while frame is not None and frame.f_code.co_filename in _ASYNCIO_FILES:
         if frame.f_code.co_qualname in _UNORDERED_CREATORS:
             return True
