@@ -69,7 +69,13 @@ class App:
         }
 
 
-def make_app(db: str | Store, durability: Durability = "normal", *, yielding: bool = False) -> App:
+def make_app(
+    db: str | Store,
+    durability: Durability = "normal",
+    *,
+    yielding: bool = False,
+    fail: bool = False,
+) -> App:
     """A fresh Workflow on ``db`` (a SQLite path, or a store) with one task, one workflow."""
     store = CountingStore(db, durability) if isinstance(db, str) else db
     wf = Workflow("bench", db=store)
@@ -83,10 +89,10 @@ def make_app(db: str | Store, durability: Durability = "normal", *, yielding: bo
         return {"i": i, "ok": True}
 
     @wf.workflow(id="wf-{key}")
-    async def flow(key: str, steps: int, fail: bool = False) -> int:
+    async def flow(key: str, steps: int) -> int:
         for i in range(steps):
             await step(i)
-        if fail:
+        if fail:  # of the app, not an argument: the resume must be the same call
             raise RuntimeError("failing after every step, so that the next call replays them")
         return steps
 
@@ -169,11 +175,11 @@ async def concurrent_yielding(env: Env) -> Outcome:
 async def replay(env: Env) -> Outcome:
     """D: a fresh Workflow on the file replays a failed run of ``size`` recorded steps."""
     path = env.path()
-    first = make_app(path)
+    first = make_app(path, fail=True)
     async with first.wf:
         for key, steps in (("warm", WARMUP), ("replay", env.size)):
             with contextlib.suppress(RuntimeError):
-                await first.flow(key, steps, fail=True)
+                await first.flow(key, steps)
     recorded = first.executed[0]
     app = make_app(path)  # a new Workflow and store: nothing cached from the first one
     async with app.wf:

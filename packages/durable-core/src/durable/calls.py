@@ -41,8 +41,16 @@ class Call:
 @dataclass(slots=True)
 class InFlight:
     outcome: asyncio.Future[Any]
-    #: The identity the run executing here was called with.
-    record: RunRecord
+    #: The call the run executing here was started with (its workflow and inputs).
+    workflow: str
+    call: Call
+
+    def record(self) -> RunRecord:
+        """The identity of the run in flight, as a record for the conflict check."""
+        call = self.call
+        return RunRecord(
+            call.run_id, self.workflow, "running", call.inputs, input_digest=call.digest
+        )
 
 
 def refuse_self_call(store: Store, run_id: str, flow: WorkflowFunction[..., Any]) -> None:

@@ -65,24 +65,33 @@ class RunContext:
         ``name``. An integration whose units run one after another across tasks (an
         agent's loop) numbers them in a scope of its own (:meth:`new_scope`)."""
         scope = scope or self.scope_here()
+        if scope is None or isinstance(scope, Unordered):
+            raise self._unordered(name, scope)
+        step_id = scope.next_step_id(name)
+        # take_step_id, inlined: this is every automatic step's path.
+        if step_id in self._taken:
+            self.take_step_id(step_id, name, explicit=False)  # raises, naming both
+        self._taken[step_id] = name
+        if scope.taken is not None:
+            scope.taken.append(step_id)
+        return step_id
+
+    def _unordered(self, name: str, scope: Scope | None) -> NonDeterminismError:
         if scope is None:
-            raise NonDeterminismError(
+            return NonDeterminismError(
                 f"run {self.run_id!r}: {name!r} was called without a step_id from an "
                 "asyncio task that durable did not see created (a callback, a task made "
                 "with asyncio.Task() directly, or one made outside the run), so its step "
                 "id would depend on timing; give it step_id=..., or create the task with "
                 "asyncio.create_task, a TaskGroup or asyncio.gather inside the workflow"
             )
-        if isinstance(scope, Unordered):
-            raise NonDeterminismError(
-                f"run {self.run_id!r}: {name!r} was called without a step_id in a task that "
-                f"{scope.why}, in an order of its own, so its step id would depend on "
-                "timing; give it step_id=..., or create the tasks first (asyncio.create_task, "
-                "in program order) and pass those"
-            )
-        step_id = scope.next_step_id(name)
-        self.take_step_id(step_id, name, explicit=False, scope=scope)
-        return step_id
+        why = scope.why if isinstance(scope, Unordered) else "was not numbered"
+        return NonDeterminismError(
+            f"run {self.run_id!r}: {name!r} was called without a step_id in a task that "
+            f"{why}, in an order of its own, so its step id would depend on "
+            "timing; give it step_id=..., or create the tasks first (asyncio.create_task, "
+            "in program order) and pass those"
+        )
 
     # -- scopes -----------------------------------------------------------------------
 
@@ -97,9 +106,11 @@ class RunContext:
             self._run_wide = Scope(())
         return self._run_wide
 
-    def scope_here(self) -> Scope | None:
-        """The scope of the current asyncio task (None: a task durable did not number)."""
-        task = asyncio.current_task()
+    def scope_here(self, task: asyncio.Task[Any] | None = None) -> Scope | None:
+        """The scope of ``task``, by default the current asyncio task (None: a task
+        durable did not number)."""
+        if task is None:
+            task = asyncio.current_task()
         scope = self._scopes.get(task) if task is not None else None
         if scope is None and task is not None:
             if self._nascent is not None:  # an eager task's first step, inside create_task
@@ -164,11 +175,32 @@ class RunContext:
 
     # -- step bodies ------------------------------------------------------------------
 
-    def step_body(self, step_id: str) -> _StepBody:
-        """``with run.step_body(step_id):`` around one attempt of a step's body: the
-        calls and tasks it makes are numbered under the step, and the step ids they
-        took are given back if the attempt fails (the next attempt takes them again)."""
-        return _StepBody(self, step_id)
+    def enter_step_body(
+        self, step_id: str, task: asyncio.Task[Any] | None, outer: Scope | None
+    ) -> Scope | None:
+        """Before one attempt of a step's body in ``task``: the calls and tasks it makes
+        are numbered under the step (``outer`` is the task's scope; None: not numbered)."""
+        if outer is None or task is None:
+            return None
+        body = self._scopes[task] = outer.step_body(step_id)
+        return body
+
+    def leave_step_body(
+        self,
+        body: Scope | None,
+        task: asyncio.Task[Any] | None,
+        outer: Scope | None,
+        *,
+        failed: bool,
+    ) -> None:
+        """After the attempt: the task's own scope again; a failed attempt gives back the
+        step ids it took (the next attempt takes them again)."""
+        if body is None or outer is None or task is None:
+            return
+        self._scopes[task] = outer
+        if failed and body.taken:
+            for step_id in body.taken:
+                self._taken.pop(step_id, None)
 
     async def completed_step(self, step_id: str) -> tuple[bool, Any]:
         """``(found, value)`` of a step that completed in an earlier execution."""
@@ -181,8 +213,9 @@ class RunContext:
 
     async def record_step(self, step_id: str, value: Any, attempt: int) -> None:
         """Checkpoint a step; a cancellation the store reports stops the run next."""
-        with engine_section(self):  # a store's own tasks (a WAL checkpoint) are not the run's
-            go_on = await self.store.checkpoint_step(self.run_id, step_id, value, attempt)
+        # Called from the engine's own sections (a task's step, a wait), where a store's
+        # own tasks (a WAL checkpoint) take no branch number.
+        go_on = await self.store.checkpoint_step(self.run_id, step_id, value, attempt)
         if self.loaded_steps is not None:
             self.loaded_steps[step_id] = value
         if not go_on:
@@ -257,26 +290,3 @@ class _Creating:
 
     def __exit__(self, *exc: object) -> None:
         self._run._nascent = self._saved  # pyright: ignore[reportPrivateUsage]
-
-
-class _StepBody:
-    __slots__ = ("_body", "_outer", "_run", "_task")
-
-    def __init__(self, run: RunContext, step_id: str) -> None:
-        self._run = run
-        self._task = asyncio.current_task()
-        outer = run.scope_here()
-        self._outer = outer
-        self._body = None if outer is None else outer.step_body(step_id)
-
-    def __enter__(self) -> None:
-        if self._task is not None and self._body is not None:
-            self._run._scopes[self._task] = self._body  # pyright: ignore[reportPrivateUsage]
-
-    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        if self._task is None or self._body is None or self._outer is None:
-            return
-        self._run._scopes[self._task] = self._outer  # pyright: ignore[reportPrivateUsage]
-        if kind is not None and self._body.taken:  # a failed attempt: the next retakes them
-            for step_id in self._body.taken:
-                self._run._taken.pop(step_id, None)  # pyright: ignore[reportPrivateUsage]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import typing
@@ -11,11 +10,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .calls import Call
 from .errors import SerializationError
-from .identity import input_digest
+from .identity import call_inputs
 from .ids import RunIdTemplate, default_run_id
 from .records import RunRecord
 from .runner import rebuild
-from .serialization import Unserializable, encoder, from_json, return_annotation, to_json
+from .serialization import encoder, from_json, return_annotation
 from .turns import take_turn
 
 if TYPE_CHECKING:
@@ -66,8 +65,7 @@ class WorkflowFunction(Generic[P, R]):
         # encoding their arguments, rather than all in the caller's turn of the loop.
         await take_turn()
         bound = self._signature.bind(*args, **kwargs)  # once, for the inputs and the id
-        inputs = _inputs(bound)  # before the id applies the defaults to ``bound``
-        digest = input_digest(bound)
+        inputs, digest = call_inputs(bound)  # applies the defaults to ``bound``
         if run_id is None:
             run_id = self._run_id(bound)
         return await self.run_call(Call(run_id, args, kwargs, inputs, digest))
@@ -148,27 +146,6 @@ class WorkflowFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<durable workflow {self.workflow_id!r}>"
-
-
-def _inputs(bound: inspect.BoundArguments) -> Any:
-    """A call's arguments as JSON data for the run record (None if not storable).
-
-    Defaults the call did not give are stored too where they have a JSON form, so a
-    resume goes on with the values the run started with even after a deploy changed
-    them; a default with no JSON form (a client) is left to the code that resumes.
-    """
-    try:
-        given = to_json(dict(bound.arguments))
-    except Unserializable:
-        return None
-    data: dict[str, Any] = {}
-    for name, param in bound.signature.parameters.items():
-        if name in given:
-            data[name] = given[name]
-        elif param.default is not param.empty:
-            with contextlib.suppress(Unserializable):
-                data[name] = to_json(param.default)
-    return data
 
 
 def _parameter_annotation(param: inspect.Parameter, hints: dict[str, Any]) -> Any:

@@ -25,18 +25,36 @@ from .records import RunRecord
 from .serialization import Unserializable, canonical_json, to_json
 
 
-def input_digest(bound: inspect.BoundArguments) -> str:
-    """A digest of a call's arguments with defaults filled in (``bound`` is not changed)."""
-    full = inspect.BoundArguments(bound.signature, bound.arguments.copy())
-    full.apply_defaults()
-    data = {name: _digestible(value) for name, value in full.arguments.items()}
+def call_inputs(bound: inspect.BoundArguments) -> tuple[Any, str]:
+    """A call's inputs for its run record, and their digest, in one pass.
+
+    ``bound`` gets its defaults applied. The inputs are the arguments as JSON data
+    (None when a given argument has none), defaults included where they have a JSON
+    form, so a resume goes on with the values the run started with even after a deploy
+    changed them; a default with no JSON form (a client) is left to the resuming code.
+    """
+    given = set(bound.arguments)
+    bound.apply_defaults()
+    inputs: dict[str, Any] | None = {}
+    digested: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        try:
+            data = to_json(value)
+        except Unserializable:
+            digested[name] = _digestible(value)
+            if name in given:
+                inputs = None
+            continue
+        digested[name] = data
+        if inputs is not None:
+            inputs[name] = data
     try:
-        text = canonical_json(data)
+        text = canonical_json(digested)
     except ValueError as exc:  # an int too long for JSON text, say
         raise SerializationError(
             f"the arguments of this call cannot be written as JSON ({exc}); nothing was run"
         ) from None
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return inputs, hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _digestible(value: Any) -> Any:

@@ -59,7 +59,7 @@ class RunRecord:
     recoveries: int = 0
     #: Set by ``Workflow.cancel`` while the run executes; it stops at its next step.
     cancel_requested: bool = False
-    #: A digest of the call's arguments (``durable.identity.input_digest``): a call of
+    #: A digest of the call's arguments (``durable.identity.call_inputs``): a call of
     #: the run id with other arguments is refused. None for runs recorded before 0.4.
     input_digest: str | None = None
     steps: tuple[StepRecord, ...] = ()

@@ -113,7 +113,7 @@ class RunExecutor:
         await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
             check_identity(
-                pending.record, flow.workflow_id, call.digest, call.inputs, what=call.what
+                pending.record(), flow.workflow_id, call.digest, call.inputs, what=call.what
             )
             try:
                 return await asyncio.shield(pending.outcome)
@@ -121,10 +121,7 @@ class RunExecutor:
                 if not pending.outcome.cancelled():
                     raise  # this caller was cancelled, not the run it waited on
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[run_id] = InFlight(
-            outcome,
-            RunRecord(run_id, flow.workflow_id, "running", call.inputs, input_digest=call.digest),
-        )
+        self._inflight[run_id] = InFlight(outcome, flow.workflow_id, call)
         try:
             result = await self._execute(flow, call)
         except asyncio.CancelledError:

@@ -58,12 +58,12 @@ class Scope:
     ``$2.0/name``, ``$'charge#1'/name``: no explicit step id can be one of them.
     """
 
-    __slots__ = ("_children", "_counters", "path", "prefix", "spawn", "taken")
+    __slots__ = ("_children", "_counters", "_prefix", "path", "spawn", "taken")
 
     def __init__(self, path: tuple[int | str, ...], taken: list[str] | None = None) -> None:
         self.path = path
-        self.prefix = "$" + ".".join(map(_component, path)) + "/" if path else ""
-        self._counters: dict[str, int] = {}
+        self._prefix: str | None = None if path else ""  # made on first use: most never are
+        self._counters: dict[str, int] | None = None  # made on first use too
         self._children = 0
         #: Where a task this task creates now takes its number from: this scope, or
         #: nowhere (None) while the engine works.
@@ -72,11 +72,21 @@ class Scope:
         #: failed attempt gives back (None: not in a step body).
         self.taken = taken
 
+    @property
+    def prefix(self) -> str:
+        if self._prefix is None:
+            self._prefix = "$" + ".".join(map(_component, self.path)) + "/"
+        return self._prefix
+
     def next_step_id(self, name: str) -> str:
         """``name``, ``name#1``, ``name#2`` ... in this scope, in call order."""
-        count = self._counters.get(name, 0)
-        self._counters[name] = count + 1
-        return f"{self.prefix}{name}" if count == 0 else f"{self.prefix}{name}#{count}"
+        counters = self._counters
+        if counters is None:
+            counters = self._counters = {}
+        count = counters.get(name, 0)
+        counters[name] = count + 1
+        prefix = self._prefix if self._prefix is not None else self.prefix
+        return f"{prefix}{name}" if count == 0 else f"{prefix}{name}#{count}"
 
     def child(self) -> Scope:
         index = self._children

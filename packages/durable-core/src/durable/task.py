@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -19,7 +20,7 @@ from .errors import (
 )
 from .faults import fault_point
 from .lossy import lossy_note
-from .scopes import engine_section
+from .scopes import Scope
 from .serialization import Unserializable, encoder, from_json, return_annotation, to_json
 from .turns import take_turn
 
@@ -111,17 +112,32 @@ class Task(Generic[P, R]):
                 f"run {ctx.run_id!r} was taken over by another owner; "
                 f"task {self.name!r} was not started here"
             )
-        with engine_section(ctx):
+        # Tasks the engine and the store create from here on are not the run's branches
+        # (an inlined engine_section: this is every step's path).
+        task = asyncio.current_task()
+        scope = ctx.scope_here(task)
+        if scope is not None:
+            spawn, scope.spawn = scope.spawn, None
+        try:
             found, value = await ctx.completed_step(sid)
             await take_turn()  # a step that never waits must not keep the loop
             if found:
                 log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
                 return self._rebuild(value, ctx, sid)
             ctx.raise_if_cancelled()
-            return await self._execute(ctx, sid, args, kwargs)
+            return await self._execute(ctx, sid, args, kwargs, task, scope)
+        finally:
+            if scope is not None:
+                scope.spawn = spawn
 
     async def _execute(
-        self, ctx: RunContext, sid: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        ctx: RunContext,
+        sid: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        task: asyncio.Task[Any] | None,
+        scope: Scope | None,
     ) -> R:
         attempt = await ctx.attempts_before(sid) + 1
         if attempt > self.retries + 1:
@@ -131,10 +147,13 @@ class Task(Generic[P, R]):
                 f"{self.retries + 1} attempts before the process restarted"
             )
         while True:
+            body = ctx.enter_step_body(sid, task, scope)
             try:
-                with ctx.step_body(sid):
-                    result = await self.fn(*args, **kwargs)
-            except Exception as exc:
+                result = await self.fn(*args, **kwargs)
+            except BaseException as exc:
+                ctx.leave_step_body(body, task, scope, failed=True)
+                if not isinstance(exc, Exception):
+                    raise
                 if attempt > self.retries or not self._retryable(exc):
                     if attempt > 1:  # the failure is final: a resumed run starts afresh
                         await ctx.store.record_attempt(ctx.run_id, sid, 0, repr(exc))
@@ -149,6 +168,7 @@ class Task(Generic[P, R]):
                 await ctx.pause_until(time.time() + delay)  # a cancellation cuts it short
                 attempt += 1
                 continue
+            ctx.leave_step_body(body, task, scope, failed=False)
             value = self._encode(result, ctx, sid)
             fault_point("before-checkpoint", sid)
             await ctx.record_step(sid, value, attempt)
@@ -169,8 +189,9 @@ class Task(Generic[P, R]):
         return self._return_type
 
     def _encode(self, result: R, ctx: RunContext, sid: str) -> Any:
-        annotation = self._annotation()
-        if log.isEnabledFor(logging.DEBUG) and (note := lossy_note(result, annotation)):
+        if self._return_type is _UNRESOLVED:
+            self._annotation()
+        if log.isEnabledFor(logging.DEBUG) and (note := lossy_note(result, self._return_type)):
             log.debug("task %s (step %s, run %s) %s", self.name, sid, ctx.run_id, note)
         try:
             return self._encoder(result)

@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from durable import DurableError, LeaseLostError, RunContext, current_run
+from durable.scopes import engine_section
 
 from .config import ResolvedTaskConfig
 
@@ -92,6 +93,7 @@ async def checkpointed(
             await asyncio.sleep(delay)
             attempt += 1
             continue
-        await run.record_step(step_id, payload, attempt)
+        with engine_section(run):  # the store's own tasks take no branch number
+            await run.record_step(step_id, payload, attempt)
         log.debug("completed step %s (run %s)", step_id, run.run_id)
         return payload
