@@ -112,23 +112,24 @@ class Task(Generic[P, R]):
                 f"run {ctx.run_id!r} was taken over by another owner; "
                 f"task {self.name!r} was not started here"
             )
+        found, value = await ctx.completed_step(sid)  # reads the store as the engine
+        await take_turn()  # a step that never waits must not keep the loop
+        if found:
+            log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
+            return self._rebuild(value, ctx, sid)
+        ctx.raise_if_cancelled()
         # Tasks the engine and the store create from here on are not the run's branches
-        # (an inlined engine_section: this is every step's path).
+        # (an inlined engine_section: this is every executed step's path); the body
+        # gets a scope of its own.
         task = asyncio.current_task()
         scope = ctx.scope_here(task)
-        if scope is not None:
-            spawn, scope.spawn = scope.spawn, None
+        if scope is None:
+            return await self._execute(ctx, sid, args, kwargs, task, scope)
+        spawn, scope.spawn = scope.spawn, None
         try:
-            found, value = await ctx.completed_step(sid)
-            await take_turn()  # a step that never waits must not keep the loop
-            if found:
-                log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
-                return self._rebuild(value, ctx, sid)
-            ctx.raise_if_cancelled()
             return await self._execute(ctx, sid, args, kwargs, task, scope)
         finally:
-            if scope is not None:
-                scope.spawn = spawn
+            scope.spawn = spawn
 
     async def _execute(
         self,
@@ -204,7 +205,8 @@ class Task(Generic[P, R]):
             ) from None
 
     def _rebuild(self, value: Any, ctx: RunContext, sid: str) -> R:
-        self._annotation()
+        if self._return_type is _UNRESOLVED:
+            self._annotation()
         try:
             result: R = from_json(value, self._return_type)
         except Exception as exc:
