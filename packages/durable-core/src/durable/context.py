@@ -85,10 +85,10 @@ class RunContext:
                 "id would depend on timing; give it step_id=..., or create the task with "
                 "asyncio.create_task, a TaskGroup or asyncio.gather inside the workflow"
             )
-        why = scope.why if isinstance(scope, Unordered) else "was not numbered"
+        assert isinstance(scope, Unordered)
         return NonDeterminismError(
             f"run {self.run_id!r}: {name!r} was called without a step_id in a task that "
-            f"{why}, in an order of its own, so its step id would depend on "
+            f"{scope.why}, in an order of its own, so its step id would depend on "
             "timing; give it step_id=..., or create the tasks first (asyncio.create_task, "
             "in program order) and pass those"
         )
@@ -146,9 +146,7 @@ class RunContext:
         task's first step) finds ``scope`` as its own."""
         return _Creating(self, scope)
 
-    def take_step_id(
-        self, step_id: str, owner: str, *, explicit: bool, scope: Scope | None = None
-    ) -> None:
+    def take_step_id(self, step_id: str, owner: str, *, explicit: bool) -> None:
         """Take ``step_id`` for ``owner`` in this execution; a second use is an error."""
         if not isinstance(step_id, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise StepIdConflictError(
@@ -169,7 +167,7 @@ class RunContext:
                 "ids of a task named name take)"
             )
         self._taken[step_id] = owner
-        scope = scope or self.scope_here()
+        scope = self.scope_here()
         if scope is not None and scope.taken is not None:
             scope.taken.append(step_id)
 

@@ -27,13 +27,19 @@ _SCALARS = (str, int, float, bool, type(None))
 
 def decoder(annotation: Any) -> Codec:
     """The function rebuilding JSON data into ``annotation`` (cached per annotation)."""
+    return memoized(_decoders, annotation, _build_decoder)
+
+
+def memoized(cache: dict[Any, Codec], annotation: Any, build: Callable[[Any], Codec]) -> Codec:
+    """``cache[annotation]``, built by ``build`` the first time (an unhashable
+    annotation, which is rare, is built every time)."""
     try:
-        return _decoders[annotation]
+        return cache[annotation]
     except KeyError:
         pass
-    except TypeError:  # unhashable annotation (rare): build without caching
-        return _build_decoder(annotation)
-    return cached_build(_decoders, annotation, _build_decoder)
+    except TypeError:
+        return build(annotation)
+    return cached_build(cache, annotation, build)
 
 
 _decoders: dict[Any, Codec] = {}

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from .lossy import lossy_note as lossy_note
-from .rebuild import Codec, cached_build, decoder, field_hints, is_dataclass_type
+from .rebuild import Codec, cached_build, decoder, field_hints, is_dataclass_type, memoized
 from .unions import is_union, plan, union_encoder, unwrap
 
 JSONScalar = str | int | float | bool | None
@@ -222,14 +222,7 @@ def encoder(annotation: Any) -> Callable[[Any], Any]:
     :func:`from_json` rebuilds the member that was returned. For every other
     annotation it *is* :func:`to_json`, so the common checkpoint pays one dict lookup.
     """
-    try:
-        return _encoders[annotation]
-    except KeyError:
-        pass
-    except TypeError:  # unhashable annotation (rare): build without caching
-        return _top_encoder(annotation)
-    built = _encoders[annotation] = _top_encoder(annotation)
-    return built
+    return memoized(_encoders, annotation, _top_encoder)
 
 
 def _top_encoder(annotation: Any) -> Codec:
