@@ -118,6 +118,8 @@ class RunContext:
                 self._scopes[task] = scope
             elif not self._scopes:  # a context made by hand: its first task is the body
                 scope = self._scopes[task] = self.root
+        if scope is not None and scope.body is not None:  # inside a step's body
+            return scope.innermost()
         return scope
 
     def spawn_source_here(self) -> Scope | None:
@@ -173,31 +175,12 @@ class RunContext:
 
     # -- step bodies ------------------------------------------------------------------
 
-    def enter_step_body(
-        self, step_id: str, task: asyncio.Task[Any] | None, outer: Scope | None
-    ) -> Scope | None:
-        """Before one attempt of a step's body in ``task``: the calls and tasks it makes
-        are numbered under the step (``outer`` is the task's scope; None: not numbered)."""
-        if outer is None or task is None:
-            return None
-        body = self._scopes[task] = outer.step_body(step_id)
-        return body
-
-    def leave_step_body(
-        self,
-        body: Scope | None,
-        task: asyncio.Task[Any] | None,
-        outer: Scope | None,
-        *,
-        failed: bool,
-    ) -> None:
-        """After the attempt: the task's own scope again; a failed attempt gives back the
-        step ids it took (the next attempt takes them again)."""
-        if body is None or outer is None or task is None:
-            return
-        self._scopes[task] = outer
-        if failed and body.taken:
-            for step_id in body.taken:
+    def leave_step_body(self, outer: Scope, *, failed: bool) -> None:
+        """After one attempt of a step's body (``outer.enter_step_body``): a failed
+        attempt gives back the step ids it took (the next attempt takes them again)."""
+        taken = outer.leave_step_body()
+        if failed and taken:
+            for step_id in taken:
                 self._taken.pop(step_id, None)
 
     async def completed_step(self, step_id: str) -> tuple[bool, Any]:

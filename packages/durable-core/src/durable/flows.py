@@ -68,7 +68,8 @@ class WorkflowFunction(Generic[P, R]):
         inputs, digest = call_inputs(bound)  # applies the defaults to ``bound``
         if run_id is None:
             run_id = self._run_id(bound)
-        return await self.run_call(Call(run_id, args, kwargs, inputs, digest))
+        result: R = await self._executor.run(self, Call(run_id, args, kwargs, inputs, digest))
+        return result
 
     def call_from_record(self, record: RunRecord, *, what: str = "wf.resume()") -> Call:
         """The call that runs ``record``'s run again with the arguments it stored.

@@ -95,18 +95,17 @@ class RunExecutor:
     async def run(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
         """Execute or replay ``call.run_id``; a second call for a run in flight here waits
         for it. Another workflow's run, or other inputs, is a conflict: nothing runs."""
-        with engine_section(active_run.get()):  # the engine's and store's tasks are not
-            return await self._run(flow, call)  # the calling run's
-
-    async def _run(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
-        run_id = call.run_id
-        refuse_self_call(self.store, run_id, flow)
         caller = active_run.get()
-        if caller is None or caller.store is not self.store:
+        if caller is None:  # the common case, kept one coroutine deep: nothing to refuse
             return await self._run_unawaited(flow, call)
-        # A run awaited from another run's code: refused if it waits on that run in turn.
-        with self._awaits.awaiting(caller.run_id, run_id, flow.workflow_id):
-            return await self._run_unawaited(flow, call)
+        refuse_self_call(self.store, call.run_id, flow)
+        # The engine's and the store's tasks are not the calling run's branches.
+        with engine_section(caller):
+            if caller.store is not self.store:
+                return await self._run_unawaited(flow, call)
+            # A run awaited from another run's code: refused if it waits on that run.
+            with self._awaits.awaiting(caller.run_id, call.run_id, flow.workflow_id):
+                return await self._run_unawaited(flow, call)
 
     async def _run_unawaited(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
         run_id = call.run_id
@@ -123,7 +122,25 @@ class RunExecutor:
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[run_id] = InFlight(outcome, flow.workflow_id, call)
         try:
-            result = await self._execute(flow, call)
+            # Claim and execute here, not in a coroutine of their own: every suspension
+            # of every step passes through each coroutine between the caller and the step.
+            try:
+                claim = await self._claim(flow, call)
+            except asyncio.CancelledError:
+                # The claim may have committed before the cancellation landed.
+                await asyncio.shield(self._release_quietly(run_id))
+                raise
+            if not claim.acquired:  # completed before: its recorded result is the answer
+                result = flow.rebuild_result(claim.record.result, run_id)
+            else:
+                try:
+                    result = await self._execute_owned(flow, claim, call.args, call.kwargs)
+                except BaseException:
+                    # Whatever went wrong (a store error included), never leave the run
+                    # holding its lease: another caller would wait it out. A finished
+                    # run has no lease.
+                    await asyncio.shield(self._release_quietly(run_id))
+                    raise
         except asyncio.CancelledError:
             outcome.cancel()
             raise
@@ -136,24 +153,6 @@ class RunExecutor:
             return result
         finally:
             del self._inflight[run_id]
-
-    async def _execute(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
-        run_id = call.run_id
-        try:
-            claim = await self._claim(flow, call)
-        except asyncio.CancelledError:
-            # The claim may have committed before the cancellation landed.
-            await asyncio.shield(self._release_quietly(run_id))
-            raise
-        if not claim.acquired:  # completed before: its recorded result is the answer
-            return flow.rebuild_result(claim.record.result, run_id)
-        try:
-            return await self._execute_owned(flow, claim, call.args, call.kwargs)
-        except BaseException:
-            # Whatever went wrong (a store error included), never leave the run holding
-            # its lease: another caller would wait it out. A finished run has no lease.
-            await asyncio.shield(self._release_quietly(run_id))
-            raise
 
     async def _execute_owned(
         self, flow: WorkflowFunction[..., Any], claim: RunClaim, args: Any, kwargs: Any

@@ -58,7 +58,16 @@ class Scope:
     ``$2.0/name``, ``$'charge#1'/name``: no explicit step id can be one of them.
     """
 
-    __slots__ = ("_children", "_counters", "_prefix", "path", "spawn", "taken")
+    __slots__ = (
+        "_body_scope",
+        "_children",
+        "_counters",
+        "_prefix",
+        "body",
+        "path",
+        "spawn",
+        "taken",
+    )
 
     def __init__(self, path: tuple[int | str, ...], taken: list[str] | None = None) -> None:
         self.path = path
@@ -71,6 +80,10 @@ class Scope:
         #: Step ids taken in a step body's scope and the tasks it created, which a
         #: failed attempt gives back (None: not in a step body).
         self.taken = taken
+        #: The step whose body this task is executing now (None: none). Its scope is
+        #: made when the body first asks for an id or creates a task: most never do.
+        self.body: str | None = None
+        self._body_scope: Scope | None = None
 
     @property
     def prefix(self) -> str:
@@ -93,10 +106,26 @@ class Scope:
         self._children += 1
         return Scope((*self.path, index), self.taken)
 
-    def step_body(self, step_id: str) -> Scope:
-        """The scope of one attempt of ``step_id``'s body: its calls and tasks are
-        numbered under the step, since a replay does not run the body."""
-        return Scope((*self.path, step_id), [])
+    def innermost(self) -> Scope:
+        """The scope in effect: the body's of the step this task is executing (and of
+        the step that body is executing ...), else this one."""
+        scope = self
+        while scope.body is not None:
+            inner = scope._body_scope
+            if inner is None:  # the scope of one attempt of the body: ids under the step
+                inner = scope._body_scope = Scope((*scope.path, scope.body), [])
+            scope = inner
+        return scope
+
+    def enter_step_body(self, step_id: str) -> None:
+        """Before one attempt of ``step_id``'s body: its calls and tasks are numbered
+        under the step, since a replay does not run the body."""
+        self.body, self._body_scope = step_id, None
+
+    def leave_step_body(self) -> list[str] | None:
+        """After the attempt: this scope again; the step ids the body took, if any."""
+        inner, self.body, self._body_scope = self._body_scope, None, None
+        return None if inner is None else inner.taken
 
 
 class Unordered(Scope):

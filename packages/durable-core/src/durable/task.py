@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -121,13 +120,12 @@ class Task(Generic[P, R]):
         # Tasks the engine and the store create from here on are not the run's branches
         # (an inlined engine_section: this is every executed step's path); the body
         # gets a scope of its own.
-        task = asyncio.current_task()
-        scope = ctx.scope_here(task)
+        scope = ctx.scope_here()
         if scope is None:
-            return await self._execute(ctx, sid, args, kwargs, task, scope)
+            return await self._execute(ctx, sid, args, kwargs, scope)
         spawn, scope.spawn = scope.spawn, None
         try:
-            return await self._execute(ctx, sid, args, kwargs, task, scope)
+            return await self._execute(ctx, sid, args, kwargs, scope)
         finally:
             scope.spawn = spawn
 
@@ -137,7 +135,6 @@ class Task(Generic[P, R]):
         sid: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        task: asyncio.Task[Any] | None,
         scope: Scope | None,
     ) -> R:
         attempt = await ctx.attempts_before(sid) + 1
@@ -148,11 +145,13 @@ class Task(Generic[P, R]):
                 f"{self.retries + 1} attempts before the process restarted"
             )
         while True:
-            body = ctx.enter_step_body(sid, task, scope)
+            if scope is not None:
+                scope.enter_step_body(sid)
             try:
                 result = await self.fn(*args, **kwargs)
             except BaseException as exc:
-                ctx.leave_step_body(body, task, scope, failed=True)
+                if scope is not None:
+                    ctx.leave_step_body(scope, failed=True)
                 if not isinstance(exc, Exception):
                     raise
                 if attempt > self.retries or not self._retryable(exc):
@@ -169,7 +168,8 @@ class Task(Generic[P, R]):
                 await ctx.pause_until(time.time() + delay)  # a cancellation cuts it short
                 attempt += 1
                 continue
-            ctx.leave_step_body(body, task, scope, failed=False)
+            if scope is not None:
+                ctx.leave_step_body(scope, failed=False)
             value = self._encode(result, ctx, sid)
             fault_point("before-checkpoint", sid)
             await ctx.record_step(sid, value, attempt)
