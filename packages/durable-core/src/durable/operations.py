@@ -16,8 +16,9 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import DurableError, UnsupportedOperation
+from .owners import owner_is_dead
 from .records import RunRecord, RunStatus, lease_is_live
-from .runner import RunExecutor, owner_is_dead
+from .runner import RunExecutor
 from .store import Store
 
 if TYPE_CHECKING:

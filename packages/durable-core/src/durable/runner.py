@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +19,7 @@ from .errors import (
 )
 from .faults import fault_point
 from .identity import check_identity
+from .owners import owner_is_dead
 from .scopes import engine_section, install_task_factory
 from .serialization import Unserializable, from_json, return_annotation
 from .store import RunClaim, RunRecord, Store
@@ -30,27 +28,6 @@ if TYPE_CHECKING:
     from .flows import WorkflowFunction
 
 log = logging.getLogger("durable")
-
-_HOST = socket.gethostname()
-
-
-def new_owner_id() -> str:
-    """Who holds a lease: ``host:pid:token``, so a dead local owner can be recognised."""
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` was a process on this host that no longer exists."""
-    host, _, pid_text = (owner or "").rpartition(":")[0].rpartition(":")
-    if host != _HOST or not pid_text.isdigit() or int(pid_text) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class RunExecutor:

@@ -30,9 +30,10 @@ from .context import RunContext, active_run
 from .errors import NotInWorkflowError, SerializationError, SyncFunctionError
 from .flows import WorkflowFunction
 from .operations import RunManager
+from .owners import new_owner_id
 from .plugins import DEFAULT_DB, resolve_store
 from .records import FINAL_STATUSES, RunRecord, RunStatus
-from .runner import RunExecutor, new_owner_id
+from .runner import RunExecutor
 from .scopes import engine_section
 from .serialization import Unserializable, to_json
 from .store import Store
