@@ -2,7 +2,6 @@
 
 import asyncio
 import gc
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -10,6 +9,7 @@ from collections import Counter
 import pytest
 
 from durable import LeaseLostError, RunFailedError, Workflow
+from durable.owners import local_owner_id
 
 
 class Crash(Exception):
@@ -341,7 +341,7 @@ def _dead_pid() -> int:
 
 
 async def test_a_run_held_by_a_dead_local_process_is_taken_over_at_once(db, make_wf) -> None:
-    await _foreign_claim(db, f"{socket.gethostname()}:{_dead_pid()}:abc123", 60)
+    await _foreign_claim(db, local_owner_id(_dead_pid(), "abc123"), 60)
     wf = make_wf()
 
     @wf.workflow(id="r")

@@ -21,7 +21,6 @@ import importlib.util
 import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from durable import InMemoryStore, Store
+from durable.owners import local_owner_id
 from durable_sqlite import SQLiteStore
 
 HERE = Path(__file__).parent
@@ -186,6 +186,6 @@ def dead_owner() -> Callable[[str], str]:
     """``dead_owner("x")``: an owner id on this host whose pid is above pid_max."""
 
     def make(token: str = "gone") -> str:
-        return f"{socket.gethostname()}:{2**22 + 1}:{token}"
+        return local_owner_id(2**22 + 1, token)
 
     return make
