@@ -8,6 +8,13 @@ fsync must happen (``durability="full"``) or while one runs (before a WAL checkp
 does the transaction go to an aiosqlite connection that waits in its own thread. WAL
 checkpoints also run off the loop, so the loop never waits for the disk. Writes of
 concurrent tasks share transactions (:mod:`durable_sqlite.commits`).
+
+SQLite goes on writing to the file it opened even once that file is deleted, or another
+file is put at its path: runs would "complete" into an unlinked inode that nobody can
+open again. So every transaction, read or write, on either connection, checks first
+that the file at the path is still the one opened (same ``st_dev``/``st_ino``), with an
+``os.stat`` at most every :data:`FILE_CHECK_INTERVAL` seconds, and from the first check
+that fails on, every transaction raises :class:`~durable.errors.StoreError`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -24,6 +32,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import aiosqlite
+
+from durable.errors import StoreError
 
 from .commits import CommitQueue
 from .transactions import Params, Row, Tx, is_busy, rows_of
@@ -45,6 +55,13 @@ RESTART_AT_PAGES = 4000
 #: again while a flush takes longer than SYNCED_ENOUGH seconds, at most SYNC_ROUNDS times.
 SYNC_ROUNDS = 4
 SYNCED_ENOUGH = 0.005
+#: Seconds between two checks that the file at the store's path is still the one its
+#: connections opened. A check is an ``os.stat`` (~1 µs, against ~15 µs for a commit),
+#: made by the first transaction that begins once this much time has passed since the
+#: last one: a store in use costs a clock read per transaction, and a deleted or
+#: replaced file is noticed within this time, by the next transaction (which raises
+#: before it writes anything). Commits made in that window went to the lost file.
+FILE_CHECK_INTERVAL = 0.05
 
 
 class Database:
@@ -72,23 +89,35 @@ class Database:
         self._queue = CommitQueue(self)
         #: True while a WAL checkpoint runs: writes queue up until it ends.
         self.holding_writes = False
+        # The file opened, by absolute path (a later chdir does not move it), its
+        # (st_dev, st_ino), when to check it next (never: in memory, or not open yet),
+        # and why it is lost once a check failed.
+        self._file = path
+        self._identity: tuple[int, int] | None = None
+        self._next_check = math.inf
+        self._lost: str | None = None
 
     # -- opening and closing ------------------------------------------------------------
 
     async def open(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         """Open the fast connection and run ``prepare`` (the migration) in a thread."""
         self._fast = await asyncio.to_thread(self._open_fast, prepare)
+        self._lost = None
+        if self._identity is not None:
+            self._next_check = time.monotonic() + FILE_CHECK_INTERVAL
 
     def _connect(self, check_same_thread: bool = True) -> sqlite3.Connection:
         if self.in_memory:
             return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         if self.read_only:
-            uri = f"file:{_quote(self.path)}?mode=ro"
+            uri = f"file:{_quote(self._file)}?mode=ro"
             return sqlite3.connect(
                 uri, uri=True, isolation_level=None, check_same_thread=check_same_thread
             )
-        _create_private(self.path)
-        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=check_same_thread)
+        _create_private(self._file)
+        return sqlite3.connect(
+            self._file, isolation_level=None, check_same_thread=check_same_thread
+        )
 
     def _configure(self, conn: sqlite3.Connection, busy_ms: int) -> None:
         conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
@@ -99,8 +128,11 @@ class Database:
         conn.execute("PRAGMA wal_autocheckpoint = 0")
 
     def _open_fast(self, prepare: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+        self._file = self.path if self.in_memory else os.path.abspath(self.path)
         conn = self._connect(check_same_thread=False)
         try:
+            # Right after SQLite opened the file (it holds it open from now on).
+            self._identity = None if self.in_memory else _identity(self._file)
             self._configure(conn, int(self.busy_timeout * 1000))
             prepare(conn)
             conn.execute("PRAGMA busy_timeout = 0")
@@ -111,10 +143,18 @@ class Database:
 
     async def _patient_connection(self) -> aiosqlite.Connection:
         if self._patient is None:
-            target = f"file:{_quote(self.path)}?mode=ro" if self.read_only else self.path
-            patient = aiosqlite.connect(target, isolation_level=None, uri=self.read_only)
+            # Never creates a file: it opens the fast connection's file, or fails.
+            mode = "ro" if self.read_only else "rw"
+            target = self._file if self.in_memory else f"file:{_quote(self._file)}?mode={mode}"
+            self.check_file()
+            patient = aiosqlite.connect(target, isolation_level=None, uri=not self.in_memory)
             _stop_at_exit(patient)
             conn = await patient
+            try:
+                self.check_file()  # the file opened is the fast connection's
+            except StoreError:
+                await conn.close()
+                raise
             await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             await conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -153,9 +193,31 @@ class Database:
 
     @property
     def fast(self) -> sqlite3.Connection:
+        """The fast connection, taken by every transaction on the loop's thread.
+
+        Raises :class:`StoreError` once the file at the path is no longer the one
+        opened (checked at most every :data:`FILE_CHECK_INTERVAL` seconds).
+        """
         if self._fast is None:
             raise RuntimeError("the store is not set up (or was closed)")
+        if time.monotonic() >= self._next_check:
+            self.check_file()
         return self._fast
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreError` if the file at the path is not the one opened.
+
+        Once it is not, every later transaction fails too (until the store is opened
+        again): what would be written could never be read.
+        """
+        if self._identity is None:
+            return
+        if self._lost is None:
+            self._lost = _lost(self._file, self._identity)
+        if self._lost is not None:
+            self._next_check = -math.inf  # every transaction from now on fails
+            raise StoreError(f"SQLite store {self.path}: {self._lost}")
+        self._next_check = time.monotonic() + FILE_CHECK_INTERVAL
 
     # -- running statements --------------------------------------------------------------
 
@@ -185,7 +247,10 @@ class Database:
         if self._patient_lock is None or self._lock_loop is not loop:
             self._patient_lock, self._lock_loop = asyncio.Lock(), loop
         async with self._patient_lock:
-            yield await self._patient_connection()
+            conn = await self._patient_connection()
+            if time.monotonic() >= self._next_check:
+                self.check_file()
+            yield conn
 
     def committed(self, writes: int) -> None:
         """Count committed writes; every CHECKPOINT_EVERY, checkpoint the WAL off the loop."""
@@ -262,6 +327,28 @@ def _enable_wal(conn: sqlite3.Connection, patience: float) -> None:
             if not is_busy(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def _identity(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _lost(path: str, identity: tuple[int, int]) -> str | None:
+    """Why the file at ``path`` is not the file ``identity`` names, or None if it is."""
+    try:
+        found = _identity(path)
+    except (FileNotFoundError, NotADirectoryError):
+        found = None
+    except OSError:
+        return None  # cannot tell (permissions, I/O): SQLite reports its own errors
+    if found == identity:
+        return None
+    what = "deleted (or moved away)" if found is None else "replaced by another file"
+    return (
+        f"the database file was {what} while the store had it open; no more writes "
+        "go to the old file (they would be lost with it)"
+    )
 
 
 def _flush_to_disk(path: str) -> None:
