@@ -6,6 +6,10 @@ takes ``jitter``: a fraction by which every wait is randomly stretched or shrunk
 (``jitter=0.1``: within ±10 %), so that many runs failing together do not retry in
 lockstep.
 
+Bad parameters are refused when the strategy is made (:class:`~durable.settings.SettingError`):
+every delay and ``base`` must be a finite number of 0 or more (``max`` may be ``inf``:
+no cap) and ``jitter`` a fraction between 0 and 1.
+
 >>> [exponential(base=2, max=60)(i) for i in range(5)]
 [2, 4, 8, 16, 32]
 >>> [linear(start=2, step=3)(i) for i in range(3)]
@@ -20,6 +24,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .settings import fraction, non_negative_number, non_negative_seconds
+
 BackoffStrategy = Callable[[int], float]
 
 
@@ -31,8 +37,17 @@ class exponential:  # noqa: N801 - lower case to read like the function the seed
     max: float = 60
     jitter: float = 0
 
+    def __post_init__(self) -> None:
+        non_negative_number("exponential(base=...)", self.base)
+        non_negative_seconds("exponential(max=...)", self.max, allow_inf=True)
+        fraction("exponential(jitter=...)", self.jitter)
+
     def __call__(self, retry: int) -> float:
-        return _jittered(min(self.base ** (retry + 1), self.max), self.jitter)
+        try:
+            wait = self.base ** (retry + 1)
+        except OverflowError:  # a float base after many retries: past any cap
+            wait = self.max
+        return _jittered(min(wait, self.max), self.jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +57,11 @@ class linear:  # noqa: N801
     start: float = 1
     step: float = 1
     jitter: float = 0
+
+    def __post_init__(self) -> None:
+        non_negative_seconds("linear(start=...)", self.start)
+        non_negative_seconds("linear(step=...)", self.step)
+        fraction("linear(jitter=...)", self.jitter)
 
     def __call__(self, retry: int) -> float:
         return _jittered(self.start + self.step * retry, self.jitter)
@@ -53,6 +73,10 @@ class constant:  # noqa: N801
 
     seconds: float
     jitter: float = 0
+
+    def __post_init__(self) -> None:
+        non_negative_seconds("constant(seconds=...)", self.seconds)
+        fraction("constant(jitter=...)", self.jitter)
 
     def __call__(self, retry: int) -> float:
         return _jittered(self.seconds, self.jitter)

@@ -31,7 +31,9 @@ from .operations import cancel_run, run_with_history
 from .plugins import DEFAULT_DB, installed_plugins, resolve_store
 from .records import FINAL_STATUSES, RUN_STATUSES, RunRecord
 from .serialization import Unserializable, to_json
+from .settings import non_negative_int
 from .store import Store
+from .urls import mask_exception, mask_urls_in
 
 OK, NOTHING_DONE, USAGE, STORE_FAILED = 0, 1, 2, 3
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -49,19 +51,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     if args.command == "stores":  # needs no store
         return _stores(args)
-    command: Command = args.command
     try:
-        store = resolve_store(args.db)
+        return _run_command(args)
+    except Exception as exc:  # a traceback: with --db masked in its messages too
+        mask_exception(exc, args.db)
+        raise
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the command on the store of ``--db``; an error message that repeats the URL
+    shows it with its password masked."""
+    command: Command = args.command
+    db: str = args.db
+    try:
+        store = resolve_store(db)
     except (PluginError, ValueError) as exc:
-        print(f"durable: {exc}", file=sys.stderr)
+        print(f"durable: {mask_urls_in(str(exc), db)}", file=sys.stderr)
         return STORE_FAILED
     try:
         return asyncio.run(_with_store(store, command, args))
     except (StoreError, PluginError) as exc:
-        print(f"durable: {exc}", file=sys.stderr)
+        print(f"durable: {mask_urls_in(str(exc), db)}", file=sys.stderr)
         return STORE_FAILED
     except DurableError as exc:
-        print(f"durable: {exc}", file=sys.stderr)
+        print(f"durable: {mask_urls_in(str(exc), db)}", file=sys.stderr)
         return NOTHING_DONE
 
 
@@ -206,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", parents=[store_options], help="list runs, newest first")
     listing.add_argument("--status", choices=RUN_STATUSES)
     listing.add_argument("--workflow", help="workflow id, e.g. app.process_order")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=_limit, default=50)
     listing.set_defaults(command=_list)
     for name, command, about in (
         ("show", _show, "a run with its steps and signals"),
@@ -240,6 +253,13 @@ def _json_payload(text: str) -> Any:
         return to_json(json.loads(text))
     except (json.JSONDecodeError, Unserializable) as exc:
         raise argparse.ArgumentTypeError(f"the payload is not JSON: {exc}") from None
+
+
+def _limit(text: str) -> int:
+    try:
+        return non_negative_int("--limit", int(text))
+    except ValueError as exc:  # SettingError, or not an int at all
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of 0 or more") from exc
 
 
 def _age(text: str) -> float:

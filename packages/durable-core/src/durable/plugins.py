@@ -20,6 +20,7 @@ from urllib.parse import quote
 from .errors import PluginConflictError, PluginLoadError, UnknownStoreError
 from .memory import InMemoryStore
 from .store import Store
+from .urls import mask_exception
 
 if typing.TYPE_CHECKING:
     from importlib import metadata
@@ -65,8 +66,15 @@ def resolve_store(db: str | os.PathLike[str] | Store) -> Store:
         raise TypeError(f"db= takes a Store, a URL or a file path, not {type(db).__name__}")
     match = _URL.match(db)
     if match is None:
-        return store_factory("sqlite")(f"sqlite:///{quote(db)}")
-    return store_factory(match["scheme"].lower())(db)
+        url, factory = f"sqlite:///{quote(db)}", store_factory("sqlite")
+    else:
+        url, factory = db, store_factory(match["scheme"].lower())
+    try:
+        return factory(url)
+    except Exception as exc:
+        # A plugin's error may repeat the URL: never with its password.
+        mask_exception(exc, db, url)
+        raise
 
 
 def store_factory(scheme: str) -> StoreFactory:

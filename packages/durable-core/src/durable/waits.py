@@ -2,6 +2,11 @@
 
 Each wait checkpoints its deadline before it starts waiting, so a run resumed after
 a crash waits only for what is left; a signal that timed out stays timed out.
+
+Durations are checked before a step id is taken: ``nan`` and ``±inf`` are refused
+(:class:`~durable.settings.SettingError`). A duration of 0 or less is already due: a
+sleep returns at once, a signal timeout takes only a payload already delivered, like
+:func:`asyncio.sleep` and :func:`asyncio.wait_for` do with a delay computed late.
 """
 
 from __future__ import annotations
@@ -14,14 +19,22 @@ from typing import Any
 from .context import RESERVED_PREFIX, RunContext
 from .errors import SignalTimeoutError
 from .scopes import engine_section
+from .settings import finite_seconds
 
 #: Stored as a signal's payload when its wait timed out first: the timeout and a late
 #: delivery race through the store's first-write-wins, so exactly one of them counts.
 TIMED_OUT = "$durable: timed out"
 
 
+async def sleep_for(ctx: RunContext, seconds: float) -> None:
+    """Sleep ``seconds`` (a finite number; 0 or less: already due), as remembered."""
+    seconds = finite_seconds("wf.sleep(seconds)", seconds)
+    await sleep_until(ctx, time.time() + seconds)
+
+
 async def sleep_until(ctx: RunContext, wake_at: float) -> None:
     """Sleep until the epoch time ``wake_at``, as remembered by the run."""
+    wake_at = finite_seconds("wf.sleep_until(when) as an epoch time", wake_at)
     step_id = ctx.next_step_id(f"{RESERVED_PREFIX}sleep")
     with engine_section(ctx):
         found, stored = await _engine_step(ctx, step_id, "wake_at")
@@ -37,6 +50,7 @@ async def signal_deadline(ctx: RunContext, name: str, seconds: float | None) -> 
     """The run's remembered deadline for signal ``name`` (None: no timeout)."""
     if seconds is None:
         return None
+    seconds = finite_seconds(f"wf.signal({name!r}, timeout=...)", seconds)
     step_id = ctx.next_step_id(f"{RESERVED_PREFIX}signal-timeout:{name}")
     with engine_section(ctx):
         found, stored = await _engine_step(ctx, step_id, "deadline")

@@ -19,7 +19,6 @@ import datetime as dt
 import functools
 import inspect
 import os
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -36,8 +35,13 @@ from .records import FINAL_STATUSES, RunRecord, RunStatus
 from .runner import RunExecutor
 from .scopes import engine_section
 from .serialization import Unserializable, to_json
+from .settings import callable_setting, non_negative_int, positive_seconds
 from .store import Store
 from .task import Task
+from .urls import mask_url, mask_urls_in, shows_a_secret
+
+#: Seconds between two looks at a run that another live process is executing.
+WAIT_POLL = 0.2
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -66,13 +70,20 @@ class Workflow:
         name: The application's name; part of default run ids and workflow ids.
         db: A :class:`Store`, a URL (``memory://``, ``sqlite:///jobs.db``,
             ``redis://host/0`` ...) or a file path for SQLite. Default ``durable.db``.
-        default_retries: Retries of a failing task (after its first attempt).
-        default_backoff: Wait before each retry.
-        lease_seconds: How long a process holds a run without renewing it. Another
-            process calling the same run id waits at most this long after the
-            holder dies (at once when the holder was a dead process on this host).
-        max_recoveries: How many times a run may be taken over after its process
-            died mid-run before it is dead-lettered (status ``dead``) instead.
+        default_retries: Retries of a failing task (after its first attempt): an int
+            of 0 or more.
+        default_backoff: Wait before each retry: a callable of the retry index.
+        lease_seconds: How long a process holds a run without renewing it (it renews
+            every third of it): a finite number of seconds above 0. Another process
+            calling the same run id waits at most this long after the holder dies (at
+            once when the holder was a dead process on this host).
+        max_recoveries: How many times in a row a run may be taken over after its
+            process died mid-run with no new checkpoint in between before it is
+            dead-lettered (status ``dead``) instead: an int of 0 or more. A run that
+            checkpoints between deaths is making progress and is never dead-lettered.
+
+    A setting out of its range raises :class:`~durable.settings.SettingError` (a
+    ``ValueError``) here, before any store is made.
     """
 
     def __init__(
@@ -85,15 +96,21 @@ class Workflow:
         lease_seconds: float = 30.0,
         max_recoveries: int = 5,
     ) -> None:
+        default_retries = non_negative_int("Workflow(default_retries=...)", default_retries)
+        default_backoff = callable_setting("Workflow(default_backoff=...)", default_backoff)
+        lease_seconds = positive_seconds("Workflow(lease_seconds=...)", lease_seconds)
+        max_recoveries = non_negative_int("Workflow(max_recoveries=...)", max_recoveries)
         self.name = name
         self.default_retries = default_retries
         self.default_backoff = default_backoff
+        # Only to mask it in repr(): a store's own repr may show the URL it was given.
+        self._db_text = db if isinstance(db, str) else None
         self._store = resolve_store(db)
         self._executor = RunExecutor(
             self._store,
             new_owner_id(),
             lease_seconds=lease_seconds,
-            wait_poll=0.2,
+            wait_poll=positive_seconds("wait_poll", WAIT_POLL),
             max_recoveries=max_recoveries,
         )
         self._runs = RunManager(self._executor)
@@ -135,7 +152,13 @@ class Workflow:
         Failures are retried up to ``retries`` times with ``backoff`` waits, when they
         are instances of ``retry_on`` and not of ``no_retry_on``. Cancellation,
         ``KeyboardInterrupt``, ``SystemExit`` and durable's own errors never are.
+        ``retries`` is an int of 0 or more, ``backoff`` a callable: other values are
+        refused here.
         """
+        if retries is not None:
+            non_negative_int("@wf.task(retries=...)", retries)
+        if backoff is not None:
+            callable_setting("@wf.task(backoff=...)", backoff)
 
         def decorate(func: Callable[P, Awaitable[R]]) -> Task[P, R]:
             _require_async(func, "@wf.task")
@@ -225,8 +248,12 @@ class Workflow:
         With ``timeout`` (seconds), raises :class:`SignalTimeoutError` when no
         delivery came in time. The deadline is checkpointed, so a resumed run waits
         only for what is left, and the timeout is final: a later delivery is refused.
+        ``poll`` must be a finite number above 0 and ``timeout`` a finite number or
+        None (0 or less: only a payload already delivered is taken); ``nan`` and
+        ``inf`` are refused (wait forever with ``timeout=None``).
         """
         ctx = _current(f"wf.signal({name!r})")
+        poll = positive_seconds(f"wf.signal({name!r}, poll=...)", poll)
         deadline = await waits.signal_deadline(ctx, name, timeout)
         key = (ctx.run_id, name)
         event = self._signal_waiters.setdefault(key, asyncio.Event())
@@ -237,8 +264,12 @@ class Workflow:
                 del self._signal_waiters[key]
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep durably inside a workflow: after a restart, only the rest is slept."""
-        await waits.sleep_until(_current("wf.sleep()"), time.time() + seconds)
+        """Sleep durably inside a workflow: after a restart, only the rest is slept.
+
+        ``seconds`` is a finite number; 0 or less is already due (like
+        :func:`asyncio.sleep`, so a computed delay that came out negative just goes
+        on). ``nan`` and ``inf`` are refused."""
+        await waits.sleep_for(_current("wf.sleep()"), seconds)
 
     async def sleep_until(self, when: dt.datetime) -> None:
         """Sleep durably until ``when`` (a timezone-aware datetime; naive means local)."""
@@ -319,8 +350,9 @@ class Workflow:
 
     def worker(self, *, poll: float = 5.0) -> contextlib.AbstractAsyncContextManager[None]:
         """``async with wf.worker():`` recovers orphaned runs at start and every
-        ``poll`` seconds while the block runs; runs still executing at exit are
-        interrupted (their leases released) for another worker to take over."""
+        ``poll`` seconds (a finite number above 0) while the block runs; runs still
+        executing at exit are interrupted (their leases released) for another worker
+        to take over."""
         return self._runs.worker(poll)
 
     @_engine_call
@@ -342,7 +374,19 @@ class Workflow:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"Workflow({self.name!r}, db={self._store!r})"
+        return f"Workflow({self.name!r}, db={_store_repr(self._store, self._db_text)})"
+
+
+def _store_repr(store: Store, db_text: str | None) -> str:
+    """The store's repr with its URL masked; only the masked URL when the store wrote
+    its URL in a way that still shows a piece of a password."""
+    url: object = getattr(store, "url", None)
+    shown = mask_urls_in(repr(store), db_text, url)
+    if not shows_a_secret(shown, db_text, url):
+        return shown
+    given = db_text if db_text is not None else url
+    where = mask_url(given) if isinstance(given, str) else "..."
+    return f"{type(store).__name__}({where!r})"
 
 
 def _current(what: str) -> RunContext:
