@@ -20,6 +20,7 @@ from durable.backoff import constant
 from durable.errors import RunConflictError
 from durable.store import RunClaim
 from durable_sqlite import SQLiteStore
+from durable_sqlite.schema import SCHEMA_VERSION
 
 Raw = Callable[..., sqlite3.Connection]
 
@@ -255,18 +256,18 @@ def v2_db(db_path: Path) -> Path:
     return db_path
 
 
-async def test_version_2_file_migrates_to_3_with_null_digests(v2_db: Path, raw: Raw) -> None:
+async def test_version_2_file_migrates_with_null_digests(v2_db: Path, raw: Raw) -> None:
     conn = raw(v2_db)
     before = {row[0]: row for row in conn.execute("SELECT * FROM runs")}
     store = SQLiteStore(v2_db)
     await store.setup()
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
-        assert columns[-1] == "input_digest"
+        assert columns[-2:] == ["input_digest", "recoveries_without_progress"]
         after = {row[0]: row for row in conn.execute("SELECT * FROM runs")}
-        # Every row as it was, with a NULL digest after it.
-        assert after == {run_id: (*row, None) for run_id, row in before.items()}
+        # Every row as it was, with a NULL digest and no take-over since progress.
+        assert after == {run_id: (*row, None, 0) for run_id, row in before.items()}
         runs = {r.run_id: r for r in await store.list_runs()}
         assert set(runs) == {"v2-failed", "v2-running"}
         assert all(r.input_digest is None for r in runs.values())
@@ -277,7 +278,7 @@ async def test_version_2_file_migrates_to_3_with_null_digests(v2_db: Path, raw: 
         assert await store.load_steps("v2-failed") == {"fetch": "zero", "fetch#1": {"one": 1}}
     finally:
         await store.close()
-    # A second open finds version 3 and changes nothing.
+    # A second open finds the current version and changes nothing.
     again = SQLiteStore(v2_db)
     await again.setup()
     await again.close()

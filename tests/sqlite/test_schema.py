@@ -35,7 +35,7 @@ async def test_new_file_is_wal_with_current_schema_version(db_path: Path, raw: R
         await store.set_step("r", "a", 1)
         conn = raw(db_path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {"runs", "steps", "signals"} <= tables
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
@@ -216,8 +216,8 @@ async def test_seed_file_data_comes_through(
         await store.close()
 
     conn = raw(db_path)
-    # Version 0 to 1 (the import), 2 and 3 in one open.
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    # Version 0 to 1 (the import), 2, 3 and 4 in one open.
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT count(*) FROM runs WHERE input_digest IS NULL").fetchone() == (3,)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

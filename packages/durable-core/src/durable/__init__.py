@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backoff import BackoffStrategy, constant, exponential, linear
 from .context import RunContext, current_run
+from .datastore import DataStore, RunData
 from .errors import (
     DurableError,
     IdTemplateError,
@@ -96,6 +97,7 @@ def import_plugin_attr(name: str, module: str, requirement: str) -> Any:
 
 __all__ = [
     "BackoffStrategy",
+    "DataStore",
     "DurableError",
     "IdTemplateError",
     "InMemoryStore",
@@ -113,6 +115,7 @@ __all__ = [
     "RunClaim",
     "RunConflictError",
     "RunContext",
+    "RunData",
     "RunFailedError",
     "RunRecord",
     "RunStatus",

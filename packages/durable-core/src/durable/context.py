@@ -43,6 +43,9 @@ class RunContext:
     _attempts: dict[str, int] | None = field(default=None, repr=False)
     #: Whether the run was taken over mid-run, so earlier attempts may be on record.
     recovered: bool = field(default=False, repr=False)
+    #: The owner id this execution holds the run under, passed with every write to a
+    #: store that fences them (``Store.fences_writes``); None: writes are not fenced.
+    fence: str | None = field(default=None, repr=False)
     #: The run whose code awaited this one (a workflow called inside a workflow).
     parent: RunContext | None = field(default=None, repr=False)
     #: Recorded by a version before 0.4, whose engine step ids had no reserved prefix.
@@ -193,14 +196,41 @@ class RunContext:
         return False, None
 
     async def record_step(self, step_id: str, value: Any, attempt: int) -> None:
-        """Checkpoint a step; a cancellation the store reports stops the run next."""
+        """Checkpoint a step; a cancellation the store reports stops the run next.
+
+        A fenced write refused because another owner holds the run now raises
+        :class:`LeaseLostError`: this execution runs no further step.
+        """
         # Called from the engine's own sections (a task's step, a wait), where a store's
         # own tasks (a WAL checkpoint) take no branch number.
-        go_on = await self.store.checkpoint_step(self.run_id, step_id, value, attempt)
+        store = self.store
+        try:
+            if self.fence is None:
+                go_on = await store.checkpoint_step(self.run_id, step_id, value, attempt)
+            else:
+                go_on = await store.checkpoint_step(
+                    self.run_id, step_id, value, attempt, owner=self.fence
+                )
+        except LeaseLostError:
+            self.lose_lease()
+            raise
         if self.loaded_steps is not None:
             self.loaded_steps[step_id] = value
         if not go_on:
             self.request_cancel()
+
+    async def record_attempt(self, step_id: str, attempt: int, error: str) -> None:
+        """Note a failed attempt of ``step_id`` (0: the failure was final), fenced."""
+        try:
+            if self.fence is None:
+                await self.store.record_attempt(self.run_id, step_id, attempt, error)
+            else:
+                await self.store.record_attempt(
+                    self.run_id, step_id, attempt, error, owner=self.fence
+                )
+        except LeaseLostError:
+            self.lose_lease()
+            raise
 
     async def attempts_before(self, step_id: str) -> int:
         """Failed attempts of ``step_id`` recorded before this process took the run."""

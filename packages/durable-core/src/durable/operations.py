@@ -19,14 +19,20 @@ from .errors import DurableError, UnsupportedOperation
 from .owners import owner_is_dead
 from .records import RunRecord, RunStatus, lease_is_live
 from .runner import RunExecutor
+from .settings import SettingError, SettingTypeError, non_negative_int, positive_seconds
 from .store import Store
+from .urls import UrlMaskingFilter, mask_urls_in
 
 if TYPE_CHECKING:
     from .flows import WorkflowFunction
 
 log = logging.getLogger("durable")
+# Every record of durable's own logger: a URL in a message (an error's) shows no password.
+log.addFilter(UrlMaskingFilter())
 
-#: How many running runs one recovery pass looks at.
+#: Running runs per page of a recovery pass's scan (Store.scan_runs).
+SCAN_PAGE = 500
+#: How many running runs a recovery pass looks at on a store that cannot page.
 RECOVERY_BATCH = 1000
 
 
@@ -35,6 +41,7 @@ class RunManager:
         self._executor = executor
         self.workflows: dict[str, WorkflowFunction[..., Any]] = {}
         self._recovered: dict[str, asyncio.Task[Any]] = {}
+        self._warned_unpaged = False
 
     def register(self, flow: WorkflowFunction[..., Any]) -> None:
         if flow.workflow_id in self.workflows:
@@ -52,6 +59,7 @@ class RunManager:
     async def list_runs(
         self, status: RunStatus | None, workflow: str | None, limit: int
     ) -> Sequence[RunRecord]:
+        limit = non_negative_int("list_runs(limit=...)", limit)
         store = await self._executor.ready_store()
         return await store.list_runs(status=status, workflow=workflow, limit=limit)
 
@@ -67,7 +75,8 @@ class RunManager:
         store = await self._executor.ready_store()
         record = await store.get_run(run_id)
         if record is None:
-            raise DurableError(f"no run {run_id!r} in {store!r}")
+            where = mask_urls_in(repr(store), getattr(store, "url", None))
+            raise DurableError(f"no run {run_id!r} in {where}")
         flow = self._flow_of(record)
         call = flow.call_from_record(record)  # refused before anything changes
         if record.status in ("failed", "cancelled", "dead"):
@@ -77,27 +86,43 @@ class RunManager:
     async def delete_runs(
         self, older_than: dt.timedelta | dt.datetime, statuses: Sequence[RunStatus]
     ) -> int:
-        if isinstance(older_than, dt.timedelta):
-            cutoff = time.time() - older_than.total_seconds()
-        else:
-            cutoff = older_than.timestamp()
+        cutoff = retention_cutoff(older_than)
         store = await self._executor.ready_store()
         return await store.delete_runs(finished_before=cutoff, statuses=statuses)
 
     # -- recovery ---------------------------------------------------------------------
 
     async def orphans(self) -> list[RunRecord]:
-        """Runs of registered workflows left running by an owner that is gone."""
+        """Runs of registered workflows left running by an owner that is gone, oldest
+        first, found among every running run (page by page), however many are live."""
         store = await self._executor.ready_store()
-        running = await store.list_runs(status="running", limit=RECOVERY_BATCH)
         now = time.time()
         return [
             record
-            for record in running
+            for record in await self._running(store)
             if record.workflow in self.workflows
             and record.run_id not in self._recovered
             and (not lease_is_live(record, now) or owner_is_dead(record.owner))
         ]
+
+    async def _running(self, store: Store) -> list[RunRecord]:
+        running: list[RunRecord] = []
+        cursor: str | None = None
+        try:
+            while True:
+                page, cursor = await store.scan_runs("running", cursor=cursor, limit=SCAN_PAGE)
+                running.extend(page)
+                if cursor is None:
+                    return running
+        except UnsupportedOperation:
+            if not self._warned_unpaged:
+                self._warned_unpaged = True
+                log.warning(
+                    "%s cannot scan runs page by page (Store.scan_runs): recovery looks "
+                    "at its newest %d running runs only, and an older orphan waits",
+                    type(store).__name__, RECOVERY_BATCH,
+                )  # fmt: skip
+            return list(await store.list_runs(status="running", limit=RECOVERY_BATCH))
 
     def start_recovery(self, record: RunRecord) -> asyncio.Task[Any]:
         flow = self._flow_of(record)
@@ -128,9 +153,13 @@ class RunManager:
                 await store.finish_run(record.run_id, "", "failed", error=str(exc))
         return started
 
+    def worker(self, poll: float) -> contextlib.AbstractAsyncContextManager[None]:
+        """Recover at start and every ``poll`` seconds, until the block exits; a bad
+        ``poll`` is refused here, where ``wf.worker(poll=...)`` is called."""
+        return self._worker(positive_seconds("wf.worker(poll=...)", poll))
+
     @contextlib.asynccontextmanager
-    async def worker(self, poll: float) -> AsyncGenerator[None]:
-        """Recover at start and every ``poll`` seconds, until the block exits."""
+    async def _worker(self, poll: float) -> AsyncGenerator[None]:
 
         async def keep_recovering() -> None:
             while True:
@@ -159,6 +188,24 @@ class RunManager:
                 f"not defined on this Workflow (defined: {known})"
             )
         return flow
+
+
+def retention_cutoff(older_than: dt.timedelta | dt.datetime) -> float:
+    """The epoch time before which finished runs go: ``older_than`` is an age of 0 or
+    more (a timedelta) or a time (a datetime; naive means local)."""
+    if isinstance(older_than, dt.timedelta):
+        age = older_than.total_seconds()
+        if age < 0:
+            raise SettingError(
+                "delete_runs(older_than=...) must be an age of 0 or more "
+                f"(timedelta(0) <= value) or a datetime, got {older_than!r}"
+            )
+        return time.time() - age
+    if isinstance(older_than, dt.datetime):  # pyright: ignore[reportUnnecessaryIsInstance]
+        return older_than.timestamp()
+    raise SettingTypeError(
+        f"delete_runs(older_than=...) must be a timedelta or a datetime, got {older_than!r}"
+    )
 
 
 async def run_with_history(store: Store, run_id: str) -> RunRecord | None:

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .errors import LeaseLostError
+
 RunStatus = Literal["running", "completed", "failed", "cancelled", "dead"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("running", "completed", "failed", "cancelled", "dead")
 #: The statuses a run ends in (``Store.finish_run``).
@@ -57,6 +59,10 @@ class RunRecord:
     updated_at: dt.datetime | None = None
     #: How many times the run was taken over from an owner that vanished mid-run.
     recoveries: int = 0
+    #: Of those, the take-overs since the run's last checkpoint: a checkpoint sets it
+    #: back to 0, so only a run that keeps dying without progress (a poison run)
+    #: reaches ``max_recoveries`` and is dead-lettered.
+    recoveries_without_progress: int = 0
     #: Set by ``Workflow.cancel`` while the run executes; it stops at its next step.
     cancel_requested: bool = False
     #: A digest of the call's arguments (``durable.identity.call_inputs``): a call of
@@ -132,4 +138,18 @@ def counts_as_recovery(record: RunRecord | None, owner: str) -> bool:
         and record.status == "running"
         and record.owner is not None
         and record.owner != owner
+    )
+
+
+def holds_run(record: RunRecord | None, owner: str) -> bool:
+    """The fencing rule (``Store.fences_writes``): ``owner`` may write the run's steps,
+    attempts and outcome only while the run is running under that owner."""
+    return record is not None and record.status == "running" and record.owner == owner
+
+
+def stale_write(run_id: str, what: str) -> LeaseLostError:
+    """The error of a fenced write refused: ``what`` (``"step 'charge'"``) was not kept."""
+    return LeaseLostError(
+        f"run {run_id!r}: {what} was not recorded: another owner holds the run now "
+        "(this process lost its lease, paused or cut off past it), and only its writes count"
     )

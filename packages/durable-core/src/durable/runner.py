@@ -22,7 +22,7 @@ from .identity import check_identity
 from .owners import owner_is_dead
 from .scopes import engine_section, install_task_factory
 from .serialization import Unserializable, from_json, return_annotation
-from .store import RunClaim, RunRecord, Store
+from .store import FinalStatus, RunClaim, RunRecord, Store
 
 if TYPE_CHECKING:
     from .flows import WorkflowFunction
@@ -145,6 +145,7 @@ class RunExecutor:
             None if steps is None else dict(steps),
             parent=active_run.get(),
             legacy_ids=record.input_digest is None,
+            fence=self.owner if store.fences_writes else None,
         )
         # Failed attempts may be on record when the run was executing before (a new
         # record was created and claimed at the same moment).
@@ -166,11 +167,11 @@ class RunExecutor:
             if ctx.lease_lost:
                 raise  # the new owner records the outcome
             if ctx.cancel_requested and isinstance(exc, RunCancelledError):
-                await store.finish_run(run_id, self.owner, "cancelled", error="cancelled")
+                await self._finish(run_id, "cancelled", error="cancelled")
                 log.info("workflow %s (run %s) cancelled", flow.workflow_id, run_id)
                 raise
             error = f"{type(exc).__name__}: {exc}"
-            await store.finish_run(run_id, self.owner, "failed", error=error)
+            await self._finish(run_id, "failed", error=error)
             log.error("workflow %s (run %s) failed: %s", flow.workflow_id, run_id, error)
             raise
         finally:
@@ -203,10 +204,12 @@ class RunExecutor:
         if record.cancel_requested:
             await self.store.finish_run(run_id, self.owner, "cancelled", error="cancelled")
             raise RunCancelledError(f"run {run_id!r} was cancelled")
-        if record.recoveries > self.max_recoveries:
+        if record.recoveries_without_progress > self.max_recoveries:
             error = (
-                f"dead-lettered: its process ended mid-run {record.recoveries} times "
-                f"(more than max_recoveries={self.max_recoveries})"
+                f"dead-lettered: its process ended mid-run "
+                f"{record.recoveries_without_progress} times in "
+                f"a row without a new checkpoint (more than max_recoveries="
+                f"{self.max_recoveries})"
             )
             await self.store.finish_run(run_id, self.owner, "dead", error=error)
             log.error("run %s %s", run_id, error)
@@ -270,9 +273,28 @@ class RunExecutor:
                 flow.workflow_id, run_id, exc.type_name,
             )  # fmt: skip
             value, stored = None, False
-        await self.store.finish_run(
-            run_id, self.owner, "completed", result=value, has_result=stored
+        await self._finish(run_id, "completed", result=value, has_result=stored)
+
+    async def _finish(
+        self,
+        run_id: str,
+        status: FinalStatus,
+        *,
+        result: Any = None,
+        has_result: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """Record the outcome as the run's owner; a fenced store that refuses it (another
+        owner took the run over meanwhile) makes this caller's answer LeaseLostError."""
+        store = self.store
+        recorded = await store.finish_run(
+            run_id, self.owner, status, result=result, has_result=has_result, error=error
         )
+        if store.fences_writes and not recorded:
+            raise LeaseLostError(
+                f"run {run_id!r} was taken over by another owner before its outcome "
+                f"({status}) was recorded here; its outcome is theirs to record"
+            )
 
 
 class _Heartbeat:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import UnsupportedOperation
 from .records import (
@@ -36,6 +36,20 @@ from .records import (
 
 class Store(ABC):
     """Implement this to keep checkpoints anywhere (Postgres, DynamoDB, files ...)."""
+
+    #: Declared capability: the run's owner's writes are fenced. ``checkpoint_step``
+    #: and ``record_attempt`` given ``owner=`` write only while ``owner`` holds the
+    #: run (status ``running``, that owner on record), else they write nothing and
+    #: raise :class:`~durable.errors.LeaseLostError`; ``finish_run`` returns whether it
+    #: recorded the outcome. The engine passes ``owner=`` only to a store declaring it:
+    #: without it, an owner paused past its lease (SIGSTOP, a VM pause, a long GC) can
+    #: overwrite the new owner's checkpoints, and the Workflow says so once at start.
+    fences_writes: ClassVar[bool] = False
+    #: Declared capability: the store keeps run records (``claim_run`` with leases,
+    #: ``finish_run``, ``get_run``, ``list_runs``, ``scan_runs``, cancel and reopen).
+    #: Without it (the seed's seven methods only) a run is not leased, so two
+    #: processes may execute it at once; the Workflow says so once at start.
+    records_runs: ClassVar[bool] = False
 
     # -- the seed's minimal protocol ------------------------------------------------
 
@@ -77,23 +91,28 @@ class Store(ABC):
         """Release connections; calling it twice is harmless. :meth:`setup` may follow."""
 
     async def checkpoint_step(
-        self, run_id: str, step_id: str, result: Any, attempt: int = 1
+        self, run_id: str, step_id: str, result: Any, attempt: int = 1, *, owner: str | None = None
     ) -> bool:
         """Record a step like :meth:`set_step`, and say whether the run should go on.
 
         Returns False when cancellation of the run was requested
         (:meth:`request_cancel`): the engine then stops the run at this step boundary.
         A store answers in the same round trip as the write; the default writes with
-        :meth:`set_step` and always answers True.
+        :meth:`set_step` and always answers True. ``owner``: see :attr:`fences_writes`
+        (checked in the same round trip as the write).
         """
         await self.set_step(run_id, step_id, result, attempt)
         return True
 
-    async def record_attempt(self, run_id: str, step_id: str, attempt: int, error: str) -> None:
+    async def record_attempt(
+        self, run_id: str, step_id: str, attempt: int, error: str, *, owner: str | None = None
+    ) -> None:
         """Note that attempt number ``attempt`` of a step failed with ``error``.
 
         Kept so that a run recovered during a retry's backoff goes on counting
-        attempts instead of starting over. The default keeps nothing.
+        attempts instead of starting over; ``attempt=0`` clears the count (the failure
+        was final, a resumed run starts afresh). The default keeps nothing. ``owner``:
+        see :attr:`fences_writes`.
         """
         return None
 
@@ -135,7 +154,10 @@ class Store(ABC):
         cancelled or dead-lettered, or another owner's lease is live
         (:func:`claim_allowed`). A granted claim sets status ``running``, and adds one
         to ``recoveries`` when it takes the run from another owner that left it running
-        (:func:`counts_as_recovery`). A claim that made the run's record may say so
+        (:func:`counts_as_recovery`), and to ``recoveries_without_progress``, which
+        :meth:`checkpoint_step` sets back to 0 (the run made progress; dead-lettering
+        counts only take-overs in a row without it). A claim that made the run's
+        record may say so
         (``RunClaim.created``): the engine then skips :meth:`load_steps` for it.
 
         The default, for minimal stores, grants every claim and records nothing.
@@ -160,17 +182,20 @@ class Store(ABC):
         result: Any = None,
         has_result: bool = False,
         error: str | None = None,
-    ) -> None:
-        """Record a run's outcome and release its lease.
+    ) -> bool:
+        """Record a run's outcome and release its lease; return whether it was recorded.
 
         Applies only while the run is ``running`` and held by ``owner``: a run taken
-        over by another owner, or cancelled meanwhile, is left alone. ``owner=""``
-        (the seed's ``mark_run_*``) always applies.
+        over by another owner, or ended meanwhile, is left alone (False). ``owner=""``
+        (the seed's ``mark_run_*``) always applies. The engine reads the answer of a
+        store that declares :attr:`fences_writes` only: a stale owner's outcome is not
+        the run's, and its caller gets :class:`~durable.errors.LeaseLostError`.
         """
         if status == "completed":
             await self.mark_run_done(run_id)
         else:
             await self.mark_run_failed(run_id, error or status)
+        return True
 
     async def wait_for_signal(self, run_id: str, name: str, max_wait: float) -> None:
         """Return when signal ``name`` of ``run_id`` may have been delivered, or after
@@ -230,6 +255,19 @@ class Store(ABC):
     ) -> Sequence[RunRecord]:
         """Runs, newest first, filtered by status and workflow name."""
         raise UnsupportedOperation(f"{type(self).__name__} does not list runs")
+
+    async def scan_runs(
+        self, status: RunStatus, *, cursor: str | None = None, limit: int = 500
+    ) -> tuple[Sequence[RunRecord], str | None]:
+        """One page of the runs in ``status``, oldest first (by creation, then run id).
+
+        ``cursor`` is None for the first page, else the cursor the previous page
+        returned; the answer is the page and the next page's cursor (None after the
+        last page). The cursor is the store's own text: a page after it never repeats
+        or skips a run that stayed in ``status`` meanwhile. Recovery reads every page,
+        so an old orphan is found however many runs are live. The default cannot page.
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} cannot scan runs page by page")
 
     @classmethod
     def from_url(cls, url: str) -> Store:

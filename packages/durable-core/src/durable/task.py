@@ -21,6 +21,7 @@ from .faults import fault_point
 from .lossy import lossy_note
 from .scopes import Scope
 from .serialization import Unserializable, encoder, from_json, return_annotation, to_json
+from .settings import callable_setting, non_negative_int
 from .turns import take_turn
 
 log = logging.getLogger("durable")
@@ -57,8 +58,8 @@ class Task(Generic[P, R]):
             )
         self.fn = fn
         self.name = name
-        self.retries = retries
-        self.backoff = backoff
+        self.retries = non_negative_int(f"task {name!r}: retries", retries)
+        self.backoff = callable_setting(f"task {name!r}: backoff", backoff)
         self.retry_on = retry_on
         self.no_retry_on = no_retry_on
         self._return_type: Any = _UNRESOLVED
@@ -139,7 +140,7 @@ class Task(Generic[P, R]):
     ) -> R:
         attempt = await ctx.attempts_before(sid) + 1
         if attempt > self.retries + 1:
-            await ctx.store.record_attempt(ctx.run_id, sid, 0, "retries exhausted")
+            await ctx.record_attempt(sid, 0, "retries exhausted")
             raise RetriesExhaustedError(
                 f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r} used all its "
                 f"{self.retries + 1} attempts before the process restarted"
@@ -156,7 +157,7 @@ class Task(Generic[P, R]):
                     raise
                 if attempt > self.retries or not self._retryable(exc):
                     if attempt > 1:  # the failure is final: a resumed run starts afresh
-                        await ctx.store.record_attempt(ctx.run_id, sid, 0, repr(exc))
+                        await ctx.record_attempt(sid, 0, repr(exc))
                     raise
                 delay = self.backoff(attempt - 1)
                 log.warning(
@@ -164,7 +165,7 @@ class Task(Generic[P, R]):
                     self.name, sid, ctx.run_id, attempt, self.retries + 1, exc, delay,
                 )  # fmt: skip
                 # Kept in the store, so a restart during the backoff does not reset it.
-                await ctx.store.record_attempt(ctx.run_id, sid, attempt, repr(exc))
+                await ctx.record_attempt(sid, attempt, repr(exc))
                 await ctx.pause_until(time.time() + delay)  # a cancellation cuts it short
                 attempt += 1
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE runs (
@@ -95,8 +95,15 @@ def _to_v3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN input_digest TEXT")
 
 
+def _to_v4(conn: sqlite3.Connection) -> None:
+    # Take-overs since the last checkpoint: dead-lettering counts only these.
+    conn.execute(
+        "ALTER TABLE runs ADD COLUMN recoveries_without_progress INTEGER NOT NULL DEFAULT 0"
+    )
+
+
 #: MIGRATIONS[n] moves a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2, _to_v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2, _to_v3, _to_v4]
 
 
 class SchemaError(Exception):

@@ -11,7 +11,8 @@ from .transactions import Row, Tx
 
 RUN_COLUMNS = (
     "run_id, workflow, status, inputs, result, has_result, error, owner, "
-    "lease_expires_at, created_at, updated_at, recoveries, cancel_requested, input_digest"
+    "lease_expires_at, created_at, updated_at, recoveries, cancel_requested, input_digest, "
+    "recoveries_without_progress"
 )
 
 # A claim is granted on a new run by CREATE_RUN (whose returned row says the run is
@@ -33,7 +34,9 @@ RECLAIM = f"""
 UPDATE runs SET
     status = 'running', error = NULL, owner = :owner, lease_expires_at = :lease,
     updated_at = :now,
-    recoveries = recoveries + (status = 'running' AND owner IS NOT NULL AND owner != :owner)
+    recoveries = recoveries + (status = 'running' AND owner IS NOT NULL AND owner != :owner),
+    recoveries_without_progress = recoveries_without_progress
+        + (status = 'running' AND owner IS NOT NULL AND owner != :owner)
 WHERE run_id = :run_id AND workflow = :workflow
   AND (input_digest IS NULL OR :input_digest IS NULL OR input_digest = :input_digest)
   AND (
@@ -45,6 +48,12 @@ WHERE run_id = :run_id AND workflow = :workflow
 RETURNING {RUN_COLUMNS}
 """
 
+
+#: What a fenced write checks (durable.records.holds_run), what a checkpoint answers
+#: (cancel_requested), and whether it clears the take-overs without progress.
+RUN_FENCE = (
+    "SELECT status, owner, cancel_requested, recoveries_without_progress FROM runs WHERE run_id = ?"
+)
 
 SAVE_STEP = (
     "INSERT INTO steps (run_id, step_id, result, attempt, created_at) "
@@ -74,7 +83,7 @@ async def select_run(tx: Tx, run_id: str) -> RunRecord | None:
 
 def run_record(row: Row) -> RunRecord:
     (run_id, workflow, status, inputs, result, has_result, error, owner, lease, created,
-     updated, recoveries, cancel_requested, input_digest) = row  # fmt: skip
+     updated, recoveries, cancel_requested, input_digest, stalled) = row  # fmt: skip
     return RunRecord(
         run_id=run_id,
         workflow=workflow,
@@ -88,6 +97,7 @@ def run_record(row: Row) -> RunRecord:
         created_at=stamp(created),
         updated_at=stamp(updated),
         recoveries=recoveries,
+        recoveries_without_progress=stalled,
         cancel_requested=bool(cancel_requested),
         input_digest=input_digest,
     )

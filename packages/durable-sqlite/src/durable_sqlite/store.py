@@ -12,6 +12,8 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from durable.errors import StoreError
+from durable.records import stale_write
+from durable.settings import non_negative_seconds
 from durable.store import (
     FinalStatus,
     RunClaim,
@@ -21,6 +23,7 @@ from durable.store import (
     StepRecord,
     Store,
 )
+from durable.urls import mask_url
 
 from .connection import Database
 from .schema import SchemaError, check_version, migrate
@@ -31,6 +34,7 @@ from .sql import (
     NEXT_STEPS_PAGE,
     RECLAIM,
     RUN_COLUMNS,
+    RUN_FENCE,
     SAVE_STEP,
     run_record,
     select_run,
@@ -41,6 +45,18 @@ from .transactions import Params, Row, Tx
 T = TypeVar("T")
 Durability = Literal["normal", "full"]
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
+
+
+def _url_seconds(option: str, text: str) -> float:
+    """A ``?option=seconds`` of a SQLite URL: a finite number of 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"the SQLite URL option {option} must be a finite number of seconds of 0 or "
+            f"more, got {text!r}"
+        ) from None
+    return non_negative_seconds(f"the SQLite URL option {option}", value)
 
 
 class SQLiteStore(Store):
@@ -57,6 +73,9 @@ class SQLiteStore(Store):
     URLs: ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://`` (memory),
     with options as query parameters: ``?durability=full&busy_timeout=10&mode=ro``.
     """
+
+    records_runs = True
+    fences_writes = True
 
     def __init__(
         self,
@@ -82,9 +101,9 @@ class SQLiteStore(Store):
     def from_url(cls, url: str) -> SQLiteStore:
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
-            # The URL itself is not repeated: a host part may carry a password.
+            # Masked: a host part may carry a password.
             raise ValueError(
-                f"a SQLite URL names a file, not a host ({parts.hostname!r}); use "
+                f"a SQLite URL names a file, not a host ({mask_url(url)!r}); use "
                 "sqlite:///relative.db or sqlite:////absolute/path.db"
             )
         path = unquote(parts.path)
@@ -92,14 +111,14 @@ class SQLiteStore(Store):
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         unknown = set(options) - {"durability", "busy_timeout", "mode"}
         if unknown:
-            raise ValueError(f"unknown SQLite URL options {sorted(unknown)} in {url!r}")
+            raise ValueError(f"unknown SQLite URL options {sorted(unknown)} in {mask_url(url)!r}")
         durability = options.get("durability", "normal")
         if durability not in _SYNCHRONOUS:
             raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
         return cls(
             path or ":memory:",
             durability="full" if durability == "full" else "normal",
-            busy_timeout=float(options.get("busy_timeout", 30.0)),
+            busy_timeout=_url_seconds("busy_timeout", options.get("busy_timeout", "30")),
             read_only=options.get("mode") == "ro",
         )
 
@@ -177,21 +196,33 @@ class SQLiteStore(Store):
         await self._write("save a step", insert)
 
     async def checkpoint_step(
-        self, run_id: str, step_id: str, result: Any, attempt: int = 1
+        self, run_id: str, step_id: str, result: Any, attempt: int = 1, *, owner: str | None = None
     ) -> bool:
         params = (run_id, step_id, json.dumps(result), attempt, time.time())
 
         async def insert(tx: Tx) -> bool:
+            # Read, then write, in one write transaction: nobody takes the run over
+            # between the fencing check and the step it lets through.
+            rows = await tx.execute(RUN_FENCE, (run_id,))
+            if owner is not None and not _holds(rows, owner):
+                raise stale_write(run_id, f"step {step_id!r}")
             await tx.execute(SAVE_STEP, params)
-            rows = await tx.execute("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,))
-            return not (rows and rows[0][0])
+            if rows and rows[0][3]:  # a checkpoint is progress: take-overs count anew
+                await tx.execute(
+                    "UPDATE runs SET recoveries_without_progress = 0 WHERE run_id = ?", (run_id,)
+                )
+            return not (rows and rows[0][2])
 
         return await self._write("save a step", insert)
 
-    async def record_attempt(self, run_id: str, step_id: str, attempt: int, error: str) -> None:
+    async def record_attempt(
+        self, run_id: str, step_id: str, attempt: int, error: str, *, owner: str | None = None
+    ) -> None:
         params = (run_id, step_id, attempt, error, time.time())
 
         async def record(tx: Tx) -> None:
+            if owner is not None and not _holds(await tx.execute(RUN_FENCE, (run_id,)), owner):
+                raise stale_write(run_id, f"attempt {attempt} of step {step_id!r}")
             await tx.execute(
                 "INSERT INTO step_attempts (run_id, step_id, attempts, error, updated_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "
@@ -317,7 +348,7 @@ class SQLiteStore(Store):
         result: Any = None,
         has_result: bool = False,
         error: str | None = None,
-    ) -> None:
+    ) -> bool:
         now = time.time()
         params = {
             "run_id": run_id,
@@ -329,21 +360,23 @@ class SQLiteStore(Store):
             "now": now,
         }
 
-        async def finish(tx: Tx) -> None:
-            # Only the owner of a running run finishes it: a run taken over, or cancelled
+        async def finish(tx: Tx) -> bool:
+            # Only the owner of a running run finishes it: a run taken over, or ended
             # meanwhile, is not this owner's any more.
-            await tx.execute(
+            rows = await tx.execute(
                 "INSERT INTO runs (run_id, workflow, status, result, has_result, error, "
                 "created_at, updated_at) "
                 "VALUES (:run_id, '', :status, :result, :has_result, :error, :now, :now) "
                 "ON CONFLICT (run_id) DO UPDATE SET status = :status, result = :result, "
                 "has_result = :has_result, error = :error, owner = NULL, "
                 "lease_expires_at = NULL, updated_at = :now, cancel_requested = 0 "
-                "WHERE :owner = '' OR (runs.status = 'running' AND runs.owner = :owner)",
+                "WHERE :owner = '' OR (runs.status = 'running' AND runs.owner = :owner) "
+                "RETURNING 1",
                 params,
             )
+            return bool(rows)
 
-        await self._write("record a run's outcome", finish)
+        return await self._write("record a run's outcome", finish)
 
     async def mark_run_done(self, run_id: str) -> None:
         await self.finish_run(run_id, "", "completed")
@@ -375,7 +408,8 @@ class SQLiteStore(Store):
         async def reopen(tx: Tx) -> RunRecord | None:
             await tx.execute(
                 "UPDATE runs SET status = 'running', owner = NULL, lease_expires_at = NULL, "
-                "cancel_requested = 0, recoveries = 0, updated_at = ? "
+                "cancel_requested = 0, recoveries = 0, recoveries_without_progress = 0, "
+                "updated_at = ? "
                 "WHERE run_id = ? AND status IN ('failed', 'cancelled', 'dead')",
                 (time.time(), run_id),
             )
@@ -421,6 +455,22 @@ class SQLiteStore(Store):
         )
         return [run_record(row) for row in rows]
 
+    async def scan_runs(
+        self, status: RunStatus, *, cursor: str | None = None, limit: int = 500
+    ) -> tuple[Sequence[RunRecord], str | None]:
+        # The cursor is the last row's creation time (repr: the exact float) and run id.
+        created, run_id = (-1.0, "") if cursor is None else _split_cursor(cursor)
+        rows = await self._read(
+            f"SELECT {RUN_COLUMNS}, created_at FROM runs WHERE status = :status "
+            "AND (created_at > :created OR (created_at = :created AND run_id > :run_id)) "
+            "ORDER BY created_at, run_id LIMIT :limit",
+            {"status": status, "created": created, "run_id": run_id, "limit": limit},
+        )
+        page = [run_record(row[:-1]) for row in rows]
+        if len(rows) < limit:
+            return page, None
+        return page, f"{rows[-1][-1]!r} {rows[-1][0]}"
+
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _read(self, sql: str, params: Params) -> list[Row]:
@@ -450,3 +500,16 @@ class SQLiteStore(Store):
 
 def _failed(task: asyncio.Task[None]) -> bool:
     return task.done() and (task.cancelled() or task.exception() is not None)
+
+
+def _holds(rows: list[Row], owner: str) -> bool:
+    """``durable.records.holds_run`` on a RUN_FENCE row (status, owner, ...)."""
+    return bool(rows) and rows[0][0] == "running" and rows[0][1] == owner
+
+
+def _split_cursor(cursor: str) -> tuple[float, str]:
+    created, _, run_id = cursor.partition(" ")
+    try:
+        return float(created), run_id
+    except ValueError:
+        raise ValueError(f"not a cursor of SQLiteStore.scan_runs: {cursor!r}") from None

@@ -127,6 +127,10 @@ pytest.register_assert_rewrite(
             "_persistence",
             "_engine",
             "_engine_ops",
+            "_fencing",
+            "_scans",
+            "_progress",
+            "_identity",
         )
     )
 )

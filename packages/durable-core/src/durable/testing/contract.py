@@ -10,10 +10,13 @@ from ._claims import ClaimChecks
 from ._control import ControlChecks
 from ._engine import EngineChecks
 from ._engine_ops import EngineOperationChecks
+from ._fencing import FencingChecks
 from ._harness import Capability, store_test
 from ._identity import IdentityChecks
 from ._persistence import PersistenceChecks
+from ._progress import ProgressChecks
 from ._runs import RunRecordChecks
+from ._scans import ScanChecks
 from ._signals import SignalChecks
 from ._steps import StepChecks
 
@@ -23,8 +26,11 @@ class StoreContract(
     SignalChecks,
     ClaimChecks,
     IdentityChecks,
+    FencingChecks,
     RunRecordChecks,
+    ScanChecks,
     ControlChecks,
+    ProgressChecks,
     PersistenceChecks,
     EngineChecks,
     EngineOperationChecks,
