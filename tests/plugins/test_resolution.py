@@ -202,6 +202,29 @@ def test_register_store_accepts_a_store_class_and_uses_its_from_url() -> None:
     assert urls == ["urlstore://h/0"]
 
 
+def test_register_store_builds_a_class_without_from_url_from_the_url() -> None:
+    class PathStore(Store):
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+    PathStore.__abstractmethods__ = frozenset()  # the seed's methods do not matter here
+    register_store("pathstore", PathStore)
+    store = Workflow("app", db="pathstore:///var/x").store
+    assert type(store) is PathStore
+    assert store.url == "pathstore:///var/x"
+
+
+def test_register_store_with_a_class_that_cannot_take_the_url_says_how_to_fix_it() -> None:
+    class NoUrlStore(Store):
+        def __init__(self) -> None:
+            pass
+
+    NoUrlStore.__abstractmethods__ = frozenset()  # the seed's methods do not matter here
+    register_store("nourl", NoUrlStore)
+    with pytest.raises(TypeError, match=r"NoUrlStore has no from_url\(url\) classmethod"):
+        Workflow("app", db="nourl://x")
+
+
 def test_registered_schemes_are_case_insensitive() -> None:
     recorder = Recorder()
     register_store("XDB", recorder)

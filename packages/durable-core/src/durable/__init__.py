@@ -43,6 +43,7 @@ from .errors import (
     SignalTimeoutError,
     StepIdConflictError,
     StoreError,
+    StoreGuaranteeWarning,
     SyncFunctionError,
     UnknownStoreError,
     UnsupportedOperation,
@@ -50,6 +51,7 @@ from .errors import (
 from .flows import WorkflowFunction
 from .memory import InMemoryStore
 from .plugins import register_store
+from .settings import SettingError, SettingTypeError
 from .store import RunClaim, RunRecord, RunStatus, SignalRecord, StepRecord, Store
 from .task import Task
 from .workflow import Workflow
@@ -120,12 +122,15 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "SerializationError",
+    "SettingError",
+    "SettingTypeError",
     "SignalRecord",
     "SignalTimeoutError",
     "StepIdConflictError",
     "StepRecord",
     "Store",
     "StoreError",
+    "StoreGuaranteeWarning",
     "SyncFunctionError",
     "Task",
     "UnknownStoreError",

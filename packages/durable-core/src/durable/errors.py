@@ -94,3 +94,8 @@ class PluginLoadError(PluginError, ImportError):
 
 class MissingPluginError(PluginError, ImportError):
     """A name of a plugin package was imported from durable, but the plugin is not installed."""
+
+
+class StoreGuaranteeWarning(UserWarning):
+    """The store lacks a guarantee the engine would otherwise give (it declares no
+    ``records_runs`` or ``fences_writes``); warned once per store class and process."""

@@ -11,6 +11,7 @@ back to the part before ``+``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import typing
@@ -162,16 +163,26 @@ def _load(scheme: str, candidates: list[metadata.EntryPoint]) -> StoreFactory:
 
 
 def _as_factory(target: object) -> StoreFactory:
+    """A Store class builds its stores with its ``from_url``, or, without one, is called
+    with the URL (``MyStore(url)``); any other callable is called with the URL."""
     if isinstance(target, type) and issubclass(target, Store):
-        if not any("from_url" in vars(cls) for cls in target.__mro__ if cls is not Store):
-            raise TypeError(
-                f"{target.__qualname__} does not define from_url(url); give it one, "
-                "or register a callable that takes the URL"
-            )
-        return target.from_url
+        if any("from_url" in vars(cls) for cls in target.__mro__ if cls is not Store):
+            return target.from_url
+        return functools.partial(_construct, target)
     if callable(target):  # pyright: ignore[reportUnknownArgumentType]
         return typing.cast(StoreFactory, target)
     raise TypeError(f"a store factory must be a Store class or a callable, not {target!r}")
+
+
+def _construct(kind: type[Store], url: str) -> Store:
+    try:
+        return kind(url)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    except TypeError as exc:
+        raise TypeError(
+            f"{kind.__qualname__} has no from_url(url) classmethod, and "
+            f"{kind.__qualname__}(url) failed ({exc}); give it a from_url, or register "
+            "a callable that takes the URL"
+        ) from exc
 
 
 def _distribution(ep: metadata.EntryPoint) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from .errors import (
     RunCancelledError,
     RunFailedError,
     SerializationError,
+    StoreGuaranteeWarning,
 )
 from .faults import fault_point
 from .identity import check_identity
@@ -62,6 +64,7 @@ class RunExecutor:
                 setup = self._setup = loop.create_task(self.store.setup())
             await asyncio.shield(setup)
             self._ready = True
+            warn_about_missing_guarantees(self.store)
         return self.store
 
     async def close_store(self) -> None:
@@ -344,6 +347,29 @@ class _Heartbeat:
         self._handle.cancel()
         if self._renewal is not None:
             self._renewal.cancel()
+
+
+_warned: set[type[Store]] = set()
+
+
+def warn_about_missing_guarantees(store: Store) -> None:
+    """Say once per store class what a store that declares less cannot promise."""
+    kind = type(store)
+    if kind in _warned or (kind.records_runs and kind.fences_writes):
+        return
+    _warned.add(kind)
+    if not kind.records_runs:
+        lacks = (
+            "keeps no run records: runs are not leased, so two processes may execute one "
+            "run at once; a completed run's body runs again (its steps replayed); get_run, "
+            "list_runs, cancel, resume and recover are not available"
+        )
+    else:
+        lacks = (
+            "does not fence writes (fences_writes): an owner paused past its lease can "
+            "overwrite the checkpoints of the process that took its run over"
+        )
+    warnings.warn(f"{kind.__qualname__} {lacks}", StoreGuaranteeWarning, stacklevel=2)
 
 
 def _raise_if_ended(record: RunRecord) -> None:

@@ -1,0 +1,94 @@
+"""Capabilities are declared by the store and read by the engine: a store that cannot
+keep one owner per run (no run records) or cannot fence a stale owner says so once,
+with a StoreGuaranteeWarning, when a Workflow first opens it."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+
+from durable import InMemoryStore, Store, StoreGuaranteeWarning, Workflow
+from durable.runner import _warned  # pyright: ignore[reportPrivateUsage]
+
+
+class SeedStore(Store):
+    """The seed's seven methods only."""
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[str, str], Any] = {}
+        self.signals: dict[tuple[str, str], Any] = {}
+
+    async def setup(self) -> None:
+        return None
+
+    async def get_step(self, run_id: str, step_id: str) -> tuple[bool, Any]:
+        key = (run_id, step_id)
+        return (key in self.steps, self.steps.get(key))
+
+    async def set_step(self, run_id: str, step_id: str, result: Any, attempt: int = 1) -> None:
+        self.steps[(run_id, step_id)] = result
+
+    async def mark_run_done(self, run_id: str) -> None:
+        return None
+
+    async def mark_run_failed(self, run_id: str, error: str) -> None:
+        return None
+
+    async def get_signal(self, run_id: str, name: str) -> tuple[bool, Any]:
+        key = (run_id, name)
+        return (key in self.signals, self.signals.get(key))
+
+    async def set_signal(self, run_id: str, name: str, payload: Any) -> bool:
+        return self.signals.setdefault((run_id, name), payload) is payload
+
+
+class UnfencedStore(InMemoryStore):
+    fences_writes = False
+
+
+@pytest.fixture(autouse=True)
+def forget_warnings() -> None:
+    _warned.clear()
+
+
+@pytest.mark.parametrize(
+    ("store", "says"),
+    [(SeedStore, "keeps no run records"), (UnfencedStore, "does not fence writes")],
+)
+async def test_a_store_lacking_a_guarantee_says_so_once(store: type[Store], says: str) -> None:
+    for _ in range(2):
+        wf = Workflow("app", db=store())
+
+        @wf.task
+        async def one() -> int:
+            return 1
+
+        @wf.workflow(id="r")
+        async def flow() -> int:
+            return await one()
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert await flow() == 1
+        guarantees = [w for w in caught if issubclass(w.category, StoreGuaranteeWarning)]
+        if _ == 0:
+            assert len(guarantees) == 1
+            assert store.__qualname__ in str(guarantees[0].message)
+            assert says in str(guarantees[0].message)
+        else:
+            assert guarantees == []  # once per store class and process
+        await wf.close()
+
+
+async def test_a_store_with_every_guarantee_says_nothing() -> None:
+    wf = Workflow("app", db=InMemoryStore())
+
+    @wf.workflow(id="r")
+    async def flow() -> int:
+        return 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StoreGuaranteeWarning)
+        assert await flow() == 1
