@@ -9,7 +9,8 @@ a power cut of the process. Points:
 - ``before-checkpoint@<step id>``: a step body returned, its checkpoint not written;
 - ``after-checkpoint@<step id>``: the checkpoint committed, the task not yet returned;
 - ``before-finish@<run id>`` / ``after-finish@<run id>``: around recording a run's outcome;
-- ``after-commit``: inside a store, between a commit and the return to the engine.
+- ``after-commit``: inside a store, between a commit and the return to the engine
+  (stores call ``durable.store.after_commit()``, the public hook).
 """
 
 from __future__ import annotations

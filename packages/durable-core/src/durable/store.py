@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from .errors import UnsupportedOperation
+from .faults import fault_point
 from .records import (
     RUN_STATUSES,
     FinalStatus,
@@ -275,6 +276,16 @@ class Store(ABC):
         raise UnsupportedOperation(f"{cls.__name__} cannot be built from a URL ({url!r})")
 
 
+def after_commit() -> None:
+    """A store calls this right after each commit, before it answers the engine.
+
+    The hook of crash tests: with ``DURABLE_FAULTS=after-commit`` set when durable was
+    imported, the process kills itself here (SIGKILL), between a commit and the
+    engine learning of it. Otherwise it does nothing (one falsy check).
+    """
+    fault_point("after-commit")
+
+
 __all__ = [
     "RUN_STATUSES",
     "FinalStatus",
@@ -284,6 +295,7 @@ __all__ = [
     "SignalRecord",
     "StepRecord",
     "Store",
+    "after_commit",
     "claim_allowed",
     "counts_as_recovery",
     "same_identity",

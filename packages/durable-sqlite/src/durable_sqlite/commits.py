@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from durable.faults import fault_point
+from durable.store import after_commit
 
 from .transactions import FastTx, PatientTx, complete_now, is_busy
 
@@ -148,7 +148,7 @@ class CommitQueue:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        fault_point("after-commit")
+        after_commit()
         self._db.committed(1)
         return result
 
@@ -285,7 +285,7 @@ class CommitQueue:
     # -- bookkeeping ----------------------------------------------------------------------
 
     def _settle(self, committed: list[_Write]) -> None:
-        fault_point("after-commit")
+        after_commit()
         self._db.committed(len(committed))
         if len(committed) == 1 and not self._pending:
             self._concurrent = False  # a lone writer again: it commits at once from now on
