@@ -247,7 +247,40 @@ def evaluate(rows: Sequence[Row], imports: ImportTimes | None) -> list[Target]:
             plain = _row(rows, row.workload, "plain calls, waiting")
             if row.workload.startswith("C") and plain is not None:
                 targets.append(_later_stall_target(row, plain))
+    targets.extend(_protocol_v2_targets(rows))
     return targets
+
+
+def _protocol_v2_targets(rows: Sequence[Row]) -> list[Target]:
+    """The store-protocol issue's (#14) stricter targets, printed beside the others."""
+    found: list[Target] = []
+    a, a_floor = _row(rows, "A", "durable"), _row(rows, "A", "sqlite3 floor")
+    if a and a_floor:
+        ratio = a.us_per_step / a_floor.us_per_step
+        found.append(Target(
+            "#14 A: µs/step ≤ 1.5× raw sqlite3", ratio <= 1.5, f"{ratio:.2f}×"
+        ))  # fmt: skip
+    b, b_floor = _row(rows, "B", "durable"), _row(rows, "B", "sqlite3 floor")
+    if b and b_floor:
+        ratio = b_floor.workflows_per_s / b.workflows_per_s
+        found.append(Target(
+            "#14 B: time per workflow ≤ 2.5× raw sqlite3's 5 commits", ratio <= 2.5, f"{ratio:.2f}×"
+        ))  # fmt: skip
+    d, d_floor = _row(rows, "D", "durable replay"), _row(rows, "D", "sqlite3 read floor")
+    if d and d_floor:
+        ratio = d.us_per_step / d_floor.us_per_step
+        found.append(Target(
+            "#14 D: replay µs/step ≤ 1× raw sqlite3 read", ratio <= 1, f"{ratio:.2f}×"
+        ))  # fmt: skip
+    c, plain = _row(rows, "C1000", "durable"), _row(rows, "C1000", "plain calls, waiting")
+    if c and plain:
+        limit = plain.later_net_p999 + 1
+        found.append(Target(
+            "#14 C1000: loop stall p99.9 after the start-up turn ≤ plain calls' + 1 ms",
+            c.later_net_p999 <= limit,
+            f"{c.later_net_p999:.2f} ms vs {plain.later_net_p999:.2f} + 1 ms",
+        ))  # fmt: skip
+    return found
 
 
 def _stall_target(row: Row) -> Target:

@@ -78,3 +78,11 @@ async def _record(db: str):  # type: ignore[no-untyped-def]
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP is POSIX")
 def test_paused_owner_cannot_overwrite_the_new_owners_checkpoint_sqlite(tmp_path: Path) -> None:
     paused_owner_is_fenced(str(tmp_path / "fence.db"), tmp_path / "ledger.txt")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP is POSIX")
+def test_paused_owner_cannot_overwrite_the_new_owners_checkpoint_redis(
+    redis_db: str, tmp_path: Path
+) -> None:
+    paused_owner_is_fenced(redis_db, tmp_path / "ledger.txt")

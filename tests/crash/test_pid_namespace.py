@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -97,29 +96,6 @@ def start() -> Iterator[Start]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
-
-
-@pytest.fixture
-def redis_db() -> Iterator[str]:
-    """A ``db=`` URL on the Redis server under a prefix of its own, deleted afterwards."""
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        reason = f"no Redis server at {REDIS_URL}: {exc}"
-        if REQUIRED:
-            pytest.fail(f"{reason} (DURABLE_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    prefix = f"durable-test-{uuid.uuid4().hex[:12]}"
-    try:
-        yield f"{REDIS_URL}?prefix={prefix}"
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def ledger_lines(ledger: Path) -> list[tuple[str, int]]:
