@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from durable import DurableError, Workflow
+from durable import DurableError, SettingError, Workflow
 from durable.backoff import constant, exponential, linear
 from durable.errors import RetriesExhaustedError
 from durable_sqlite import SQLiteStore
@@ -122,7 +122,9 @@ def test_jitter_stays_within_its_fraction_and_zero_jitter_is_exact() -> None:
     assert [exponential(base=2, max=60)(i) for i in range(7)] == [2, 4, 8, 16, 32, 60, 60]
     assert [linear(start=2, step=3, jitter=0)(i) for i in range(3)] == [2, 5, 8]
     assert {constant(5, jitter=0)(i) for i in range(5)} == {5}
-    assert all(exponential(base=2, max=60, jitter=1.5)(i) >= 0 for i in range(200))
+    assert all(exponential(base=2, max=60, jitter=1)(i) >= 0 for i in range(200))
+    with pytest.raises(SettingError, match="jitter"):  # more than ±100 %: refused
+        exponential(base=2, max=60, jitter=1.5)
 
 
 async def test_the_engine_waits_what_the_backoff_says() -> None:

@@ -223,6 +223,11 @@ class SQLiteStore(Store):
         async def record(tx: Tx) -> None:
             if owner is not None and not _holds(await tx.execute(RUN_FENCE, (run_id,)), owner):
                 raise stale_write(run_id, f"attempt {attempt} of step {step_id!r}")
+            if attempt == 0:  # the failure was final: a resumed run starts afresh
+                await tx.execute(
+                    "DELETE FROM step_attempts WHERE run_id = ? AND step_id = ?", (run_id, step_id)
+                )
+                return
             await tx.execute(
                 "INSERT INTO step_attempts (run_id, step_id, attempts, error, updated_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "

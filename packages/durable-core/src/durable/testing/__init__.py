@@ -130,6 +130,7 @@ pytest.register_assert_rewrite(
             "_fencing",
             "_scans",
             "_progress",
+            "_attempts",
             "_identity",
         )
     )

@@ -6,6 +6,7 @@ checks are grouped by area, one module each; :class:`StoreContract` inherits the
 
 from __future__ import annotations
 
+from ._attempts import AttemptChecks
 from ._claims import ClaimChecks
 from ._control import ControlChecks
 from ._engine import EngineChecks
@@ -31,6 +32,7 @@ class StoreContract(
     ScanChecks,
     ControlChecks,
     ProgressChecks,
+    AttemptChecks,
     PersistenceChecks,
     EngineChecks,
     EngineOperationChecks,
