@@ -12,6 +12,8 @@
                     node's port.
 ``spawn``           starts ``tests/redis/worker.py <command> <args...>`` as a real
                     process; killed at teardown if still running.
+``make_redis_store`` (parametrized: fakeredis, the real server) builds RedisStores
+                    on one database; each call is another store object on it.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from durable_redis import RedisStore
 from durable_redis.urls import mask_url
 
 REDIS_URL = os.environ.get("DURABLE_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -260,3 +264,30 @@ Spawn = Callable[..., "subprocess.Popen[str]"]
 def spawn(start_script: Callable[..., subprocess.Popen[str]]) -> Spawn:
     """Start this folder's worker script with these arguments."""
     return functools.partial(start_script, WORKER)
+
+
+StoreFactory = Callable[..., RedisStore]
+
+
+@pytest.fixture(params=["fakeredis", "server"])
+def make_redis_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Build RedisStores on one backing database: an in-process fakeredis server, or
+    the real server under a prefix of the test's own. Each call is a new store object
+    on the same data (as another process would have); ``make(ttl=...)`` passes its
+    options to RedisStore."""
+    if request.param == "fakeredis":
+        server = fakeredis.FakeServer()
+
+        def on_fakeredis(**options: Any) -> RedisStore:
+            return RedisStore(client=fakeredis.FakeAsyncRedis(server=server), **options)
+
+        yield on_fakeredis
+        return
+    require_redis_server()
+    name = f"durable-test-{uuid.uuid4().hex[:12]}"
+
+    def on_server(**options: Any) -> RedisStore:
+        return RedisStore(REDIS_URL, prefix=name, **options)
+
+    yield on_server
+    delete_prefix(REDIS_URL, name)

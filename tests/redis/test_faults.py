@@ -15,7 +15,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from durable import StoreError, Workflow
+from durable import LeaseLostError, StoreError, Workflow
 from durable_redis import RedisStore
 
 from .conftest import RedisServer, spare_port
@@ -82,11 +82,15 @@ async def test_restart_mid_run_completes_without_rerunning_checkpoints(
         assert (record.status, record.result) == ("completed", EXPECTED)
 
 
-async def test_restart_that_loses_data_mid_run_still_completes(redis_server: RedisServer) -> None:
-    """A restart without persistence: the run in flight finishes without re-running steps.
+async def test_restart_that_loses_data_mid_run_stops_the_run_then_it_runs_afresh(
+    redis_server: RedisServer,
+) -> None:
+    """A restart without persistence: the run in flight stops at its next checkpoint.
 
-    Its earlier checkpoints are gone from the server (nothing can help that but
-    persistence); the process keeps them in memory, and the outcome is recorded again.
+    Its record and checkpoints are gone from the server (nothing can help that but
+    persistence), so nobody holds the run: the owner's fenced checkpoint writes nothing
+    (no half-made record, without inputs) and raises LeaseLostError. Called again, the
+    run starts afresh and completes.
     """
 
     async def wipe() -> None:
@@ -95,8 +99,13 @@ async def test_restart_that_loses_data_mid_run_still_completes(redis_server: Red
 
     executed: Counter[int] = Counter()
     async with Workflow("wiped", db=redis_server.url) as wf:
-        assert await make_flow(wf, executed, {2: wipe})("b") == EXPECTED
-        assert executed == Counter(range(6))
+        flow = make_flow(wf, executed, {2: wipe})
+        with pytest.raises(LeaseLostError, match="'faulty-b': step 's2' was not recorded"):
+            await flow("b")
+        assert executed == Counter(range(3))
+        assert await wf.get_run("faulty-b") is None  # nothing written after the wipe
+        assert await flow("b") == EXPECTED
+        assert executed == Counter({0: 2, 1: 2, 2: 2, 3: 1, 4: 1, 5: 1})
         record = await wf.get_run("faulty-b")
         assert record is not None
         assert (record.status, record.result) == ("completed", EXPECTED)

@@ -37,7 +37,8 @@ async def pttl(client: Any, store: RedisStore, run_id: str) -> int:
 
 
 async def write_everything(store: RedisStore, run_id: str) -> None:
-    await store.claim_run(run_id, "wf", None, owner="a", lease_seconds=30)
+    # A lease within the shortest ttl used here: a longer one is refused (test_fencing).
+    await store.claim_run(run_id, "wf", None, owner="a", lease_seconds=0.5)
     await store.set_step(run_id, "s", 1)
     await store.set_signal(run_id, "go", 1)
 
@@ -74,7 +75,7 @@ async def test_each_write_refreshes_the_ttl_and_reads_do_not(
     assert 1_500 < await pttl(client, store, "r") <= 2_100, "a read refreshed the TTL"
     for write in (
         store.set_step("r", "s2", 2),
-        store.renew_lease("r", "a", 30),
+        store.renew_lease("r", "a", 0.5),
         store.set_signal("r", "other", None),
         store.release_run("r", "a"),
         store.finish_run("r", "", "completed", result=1, has_result=True),

@@ -105,6 +105,7 @@ def decode_record(run_id: str, values: Sequence[Any]) -> RunRecord | None:
         created_at=None if created is None else _stamp(float(created)),
         updated_at=None if updated is None else _stamp(float(updated)),
         recoveries=int(fields.get("recoveries", "0")),
+        recoveries_without_progress=int(fields.get("recoveries_without_progress", "0")),
         cancel_requested=fields.get("cancel_requested") == "1",
         input_digest=fields.get("input_digest"),
     )
@@ -115,3 +116,9 @@ _EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 
 def _stamp(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def decode_attempts(fields: dict[Any, Any]) -> dict[str, int]:
+    """``step id -> failed attempts`` from the attempts hash (HGETALL); 0s are left out."""
+    attempts = {text(field): int(text(value)) for field, value in fields.items()}
+    return {step_id: count for step_id, count in attempts.items() if count > 0}

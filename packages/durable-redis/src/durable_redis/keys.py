@@ -4,15 +4,20 @@ A run is one hash, named with the Cluster hash tag ``{<run id>}``::
 
     <prefix>:{<run id>}       hash, with the fields
         workflow, status, inputs, result, has_result, error, owner, lease, created,
-        updated, recoveries, cancel_requested, input_digest
+        updated, recoveries, cancel_requested, input_digest, recoveries_without_progress
                                   the run record (JSON or text; times in epoch seconds;
                                   input_digest is absent for runs recorded without one)
+        finished_by               the owner that recorded the outcome (until a claim)
         step:<step id>            a step: attempt and time, then its result (JSON)
         signal:<name>             a signal: delivery token and time, then its payload
+    <prefix>:{<run id>}:attempts  hash: step id -> failed attempts so far (a step
+                                  retrying, or one whose process died in a backoff)
 
-One key per run makes a checkpoint one ``HSET`` plus one ``PEXPIRE`` in a Lua
-script, and lets the whole run expire at once. Its hash tag keeps any key added for a
-run later in the run's Cluster slot. Two keys per prefix are shared by all runs:
+Every script that changes a run takes both keys (the hash tag puts them in one Cluster
+slot) and sets the TTL of both, so the run expires as a whole; a checkpoint is one
+``HSET`` plus the ``PEXPIRE`` of each in one Lua script. The attempts live apart so
+that reading them (``load_attempts``) does not read a run's steps. Two keys per prefix
+are shared by all runs:
 
     <prefix>:runs             sorted set: run id -> creation time (for list_runs)
     <prefix>:signals          pub/sub channel: [run id, signal name] per delivery
@@ -26,9 +31,13 @@ from dataclasses import dataclass
 RECORD_FIELDS = (
     "workflow", "status", "inputs", "result", "has_result", "error", "owner", "lease",
     "created", "updated", "recoveries", "cancel_requested", "input_digest",
+    "recoveries_without_progress",
 )  # fmt: skip
 STEP = "step:"
 SIGNAL = "signal:"
+#: After a run's key: the key of its attempts hash. A run key ends with ``}``, so no
+#: run id's key can end like this.
+ATTEMPTS_SUFFIX = ":attempts"
 
 
 def hash_tag(run_id: str) -> str:
@@ -67,3 +76,11 @@ class KeyLayout:
 
     def run_key(self, run_id: str) -> str:
         return f"{self.prefix}:{{{hash_tag(run_id)}}}"
+
+    def run_keys(self, run_id: str) -> tuple[str, str]:
+        """The run's hash and its attempts hash: the two keys every script takes."""
+        run = f"{self.prefix}:{{{hash_tag(run_id)}}}"
+        return run, run + ATTEMPTS_SUFFIX
+
+    def attempts_key(self, run_id: str) -> str:
+        return self.run_key(run_id) + ATTEMPTS_SUFFIX

@@ -1,11 +1,15 @@
 """The Lua scripts of the store: each write is one atomic script call, one round trip.
 
-Every script takes the run's hash (see :mod:`durable_redis.keys`) as its one key and,
-except the checkpoint script, the TTL in milliseconds as ARGV[1] (0: no expiry). A
-script that changes a run refreshes the hash's TTL, so the run expires ``ttl`` after
-its last write, as a whole. Run times and leases come from the server's clock
-(``TIME``), so that processes on hosts whose clocks disagree still agree on when a
-lease ends.
+Every script takes two keys, the run's hash and its attempts hash (see
+:mod:`durable_redis.keys`; one hash tag, so one Cluster slot), and, except the
+checkpoint script, the TTL in milliseconds as ARGV[1] (0: no expiry). A script that
+changes a run refreshes the TTL of both, so a run expires ``ttl`` after its last
+write, as a whole. Run times and leases come from the server's clock (``TIME``), so
+that processes on hosts whose clocks disagree still agree on when a lease ends.
+
+Fencing: a write that names its owner (a checkpoint, an attempt, an outcome, a lease
+renewal or release) checks in the same script that the run is ``running`` under that
+owner, and writes nothing otherwise; the check and the write are one atomic step.
 
 redis-py resends a command whose connection failed, also when the server had already
 run it (DESIGN §7). Each script is therefore safe to run twice with the same
@@ -25,10 +29,25 @@ from redis.exceptions import NoScriptError
 from .keys import RECORD_FIELDS
 
 _PRELUDE = """
-local run = KEYS[1]
+local run, attempts = KEYS[1], KEYS[2]
 local function touch()
   local ttl_ms = tonumber(ARGV[1])
-  if ttl_ms > 0 then redis.call('PEXPIRE', run, ttl_ms) else redis.call('PERSIST', run) end
+  if ttl_ms > 0 then
+    redis.call('PEXPIRE', run, ttl_ms)
+    redis.call('PEXPIRE', attempts, ttl_ms)
+  else
+    redis.call('PERSIST', run)
+    redis.call('PERSIST', attempts)
+  end
+end
+-- Why ``owner`` may not write the run: nil when it may, else {code, status, holder}
+-- (code 0: no record; 1: the run is not running; 2: another owner, or none, holds it).
+local function refusal(owner)
+  local found = redis.call('HMGET', run, 'status', 'owner')
+  if not found[1] then return {0, '', ''} end
+  if found[1] ~= 'running' then return {1, found[1], found[2] or ''} end
+  if found[2] ~= owner then return {2, found[1], found[2] or ''} end
+  return nil
 end
 local function clock()
   local t = redis.call('TIME')
@@ -55,20 +74,57 @@ def _script(name: str, body: str, *, prelude: bool = True) -> Script:
 def checkpoint_script(ttl_ms: int) -> Script:
     """The hot path: no prelude, the TTL written into the script.
 
-    ARGV: "step:<id>", encoded step. One ``HSET`` and one ``PEXPIRE`` (``PERSIST``
-    without a TTL); returns the run's ``cancel_requested`` field, in the same round trip.
+    ARGV: "step:<id>", encoded step, and the owner for a fenced write. One ``HSET`` and
+    the ``PEXPIRE`` of both keys (``PERSIST`` without a TTL); returns the run's
+    ``cancel_requested`` field, in the same round trip. A checkpoint is progress: it
+    clears ``recoveries_without_progress``, so only take-overs in a row with no
+    checkpoint between them count towards dead-lettering (``recoveries`` counts all).
+    A fenced write first checks that the run is ``running`` under that owner; when
+    not, it writes nothing and returns ``{code, status, holder}`` as the prelude's
+    ``refusal`` does.
     """
-    expire = (
-        f"redis.call('PEXPIRE', KEYS[1], {ttl_ms})\n"
-        if ttl_ms > 0
-        else "redis.call('PERSIST', KEYS[1])\n"
-    )
+    if ttl_ms > 0:
+        expire = (
+            f"redis.call('PEXPIRE', KEYS[1], {ttl_ms})\nredis.call('PEXPIRE', KEYS[2], {ttl_ms})\n"
+        )
+    else:
+        expire = "redis.call('PERSIST', KEYS[1])\nredis.call('PERSIST', KEYS[2])\n"
     return _script(
         "checkpoint_step",
+        "if ARGV[3] then\n"
+        "  local found = redis.call('HMGET', KEYS[1], 'status', 'owner')\n"
+        "  if found[1] ~= 'running' or found[2] ~= ARGV[3] then\n"
+        "    return {found[1] and (found[1] == 'running' and 2 or 1) or 0,\n"
+        "            found[1] or '', found[2] or ''}\n"
+        "  end\n"
+        "end\n"
         "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+        "redis.call('HDEL', KEYS[1], 'recoveries_without_progress')\n"
         f"{expire}return redis.call('HGET', KEYS[1], 'cancel_requested')\n",
         prelude=False,
     )
+
+
+# ARGV: ttl, step id, attempt, has owner ('1'/'0'), owner. Attempt n > 0: the step's
+# attempt n failed (the count so far); 0: its failure was final, the count is cleared.
+# A fenced call (has owner) writes only while the run is running under that owner,
+# else returns the refusal. Returns 1 when written.
+RECORD_ATTEMPT = _script(
+    "record_attempt",
+    """
+if ARGV[4] == '1' then
+  local refused = refusal(ARGV[5])
+  if refused then return refused end
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('HSET', attempts, ARGV[2], ARGV[3])
+else
+  redis.call('HDEL', attempts, ARGV[2])
+end
+touch()
+return 1
+""",
+)
 
 
 # ARGV: ttl, workflow, inputs, owner, lease seconds, has takeover ('1'/'0'), takeover,
@@ -76,12 +132,14 @@ def checkpoint_script(ttl_ms: int) -> Script:
 # run on record belongs to one workflow and one set of inputs (same_identity), and a
 # claim of another workflow's run, or with another digest when both sides have one, is
 # refused before anything is written (no status, lease, time, TTL or recovery change).
-# A claim on a run someone else left running counts a recovery (counts_as_recovery). A
+# A claim on a run someone else left running counts a recovery (counts_as_recovery), in
+# recoveries and in recoveries_without_progress (a checkpoint clears the latter). A
 # claim that creates the record stores the digest; a record without one (made before
 # 0.4) keeps none, which tells the engine its step ids may be old-style. Returns
 # {outcome, the record}: 2 when the claim created the record, 1 when it took a run on
 # record, 0 when refused. A claim resent after a lost reply finds the record its first
-# run made, with its own workflow and digest: 1.
+# run made, with its own workflow and digest: 1. A claim that creates the record
+# deletes an attempts hash left without one.
 CLAIM = _script(
     "claim_run",
     """
@@ -106,15 +164,18 @@ else
 end
 if granted then
   if not status then
+    -- Attempts without a record are left from a run that is gone: not this one's.
+    redis.call('DEL', attempts)
     redis.call('HSET', run, 'workflow', ARGV[2], 'inputs', ARGV[3], 'has_result', '0',
                'created', stamp(now))
     if ARGV[8] == '1' then redis.call('HSET', run, 'input_digest', ARGV[9]) end
   elseif status == 'running' and holder and holder ~= ARGV[4] then
     redis.call('HINCRBY', run, 'recoveries', 1)
+    redis.call('HINCRBY', run, 'recoveries_without_progress', 1)
   end
   redis.call('HSET', run, 'status', 'running', 'owner', ARGV[4],
              'lease', stamp(now + tonumber(ARGV[5])), 'updated', stamp(now))
-  redis.call('HDEL', run, 'error')
+  redis.call('HDEL', run, 'error', 'finished_by')
   touch()
 end
 return {granted and (status and 1 or 2) or 0, record()}
@@ -150,17 +211,21 @@ return 1
 
 # ARGV: ttl, owner ('' = any: the seed's mark_run_done/failed), status, has result,
 # result, has error, error. Only the owner of a running run may finish it (an owner
-# that lost the run, or whose run was cancelled meanwhile, cannot); owner '' always can.
+# that lost the run, or whose run was cancelled meanwhile, or whose record is gone,
+# cannot); owner '' always can, and makes the record if there is none. Returns 1 when
+# the outcome was recorded, 0 when not. The owner that finished the run is kept
+# (finished_by, until the next claim), so that this very call resent after a lost
+# reply still says 1.
 FINISH = _script(
     "finish_run",
     """
 local now = clock()
-if redis.call('HEXISTS', run, 'status') == 1 then
-  if ARGV[2] ~= '' and (redis.call('HGET', run, 'status') ~= 'running'
-                        or redis.call('HGET', run, 'owner') ~= ARGV[2]) then
-    return 0
+if ARGV[2] ~= '' then
+  if refusal(ARGV[2]) then
+    local done = redis.call('HMGET', run, 'status', 'finished_by')
+    return (done[1] == ARGV[3] and done[2] == ARGV[2]) and 1 or 0
   end
-else
+elseif redis.call('HEXISTS', run, 'status') == 0 then
   redis.call('HSET', run, 'workflow', '', 'created', stamp(now))
 end
 redis.call('HSET', run, 'status', ARGV[3], 'has_result', ARGV[4], 'updated', stamp(now))
@@ -169,6 +234,8 @@ else redis.call('HDEL', run, 'result') end
 if ARGV[6] == '1' then redis.call('HSET', run, 'error', ARGV[7])
 else redis.call('HDEL', run, 'error') end
 redis.call('HDEL', run, 'owner', 'lease', 'cancel_requested')
+if ARGV[2] ~= '' then redis.call('HSET', run, 'finished_by', ARGV[2])
+else redis.call('HDEL', run, 'finished_by') end
 touch()
 return 1
 """,
@@ -206,16 +273,17 @@ local status = redis.call('HGET', run, 'status')
 if not status then return {0, {}} end
 if status == 'failed' or status == 'cancelled' or status == 'dead' then
   redis.call('HSET', run, 'status', 'running', 'updated', stamp(clock()))
-  redis.call('HDEL', run, 'owner', 'lease', 'cancel_requested', 'recoveries')
+  redis.call('HDEL', run, 'owner', 'lease', 'cancel_requested', 'recoveries',
+             'recoveries_without_progress')
   touch()
 end
 return {1, record()}
 """,
 )
 
-# ARGV: finished before (epoch seconds), statuses... Deletes the run when it is in one
-# of the statuses and was last changed before the time. Returns 1 deleted, 0 kept,
-# -1 no such run (an index entry left by an expired run).
+# ARGV: finished before (epoch seconds), statuses... Deletes the run (both its keys)
+# when it is in one of the statuses and was last changed before the time. Returns 1
+# deleted, 0 kept, -1 no such run (an index entry left by an expired run).
 DELETE_IF = _script(
     "delete_run",
     """
@@ -225,7 +293,7 @@ local updated = tonumber(redis.call('HGET', KEYS[1], 'updated') or '0')
 if updated >= tonumber(ARGV[1]) then return 0 end
 for i = 2, #ARGV do
   if status == ARGV[i] then
-    redis.call('DEL', KEYS[1])
+    redis.call('DEL', KEYS[1], KEYS[2])
     return 1
   end
 end
@@ -253,20 +321,22 @@ return 1
 )
 
 
-async def run_script(client: Redis, script: Script, key: str, args: Sequence[str | int]) -> Any:
+async def run_script(
+    client: Redis, script: Script, keys: tuple[str, str], args: Sequence[str | int]
+) -> Any:
     """EVALSHA, loading the script first if the server does not know it (yet, or any
     more: a restarted server has an empty script cache)."""
     try:
-        return await client.evalsha(script.sha, 1, key, *args)
+        return await client.evalsha(script.sha, 2, *keys, *args)
     except NoScriptError:
         await client.script_load(script.source)
-        return await client.evalsha(script.sha, 1, key, *args)
+        return await client.evalsha(script.sha, 2, *keys, *args)
 
 
 async def run_script_indexed(
     client: Redis,
     script: Script,
-    key: str,
+    keys: tuple[str, str],
     args: Sequence[str | int],
     *,
     index: str,
@@ -282,11 +352,11 @@ async def run_script_indexed(
     """
     if isinstance(client, RedisCluster):  # its pipelines refuse EVALSHA: two round trips
         await client.zadd(index, {run_id: score}, nx=True)
-        return await run_script(client, script, key, args)
+        return await run_script(client, script, keys, args)
     for attempt in (1, 2):
         pipe = client.pipeline(transaction=False)
         pipe.zadd(index, {run_id: score}, nx=True)
-        pipe.evalsha(script.sha, 1, key, *args)
+        pipe.evalsha(script.sha, 2, *keys, *args)
         try:
             results: list[Any] = await pipe.execute()
         except NoScriptError:
@@ -299,7 +369,7 @@ async def run_script_indexed(
 
 
 async def run_script_many(
-    client: Redis, script: Script, calls: Sequence[tuple[str, Sequence[str | int]]]
+    client: Redis, script: Script, calls: Sequence[tuple[tuple[str, str], Sequence[str | int]]]
 ) -> list[Any]:
     """One script on many runs: pipelined, or one call after another on a Cluster (its
     pipelines refuse EVALSHA). For bulk maintenance, not for hot paths."""
@@ -307,9 +377,9 @@ async def run_script_many(
         return []
     await client.script_load(script.source)
     if isinstance(client, RedisCluster):
-        return [await run_script(client, script, key, args) for key, args in calls]
+        return [await run_script(client, script, keys, args) for keys, args in calls]
     pipe = client.pipeline(transaction=False)
-    for key, args in calls:
-        pipe.evalsha(script.sha, 1, key, *args)
+    for keys, args in calls:
+        pipe.evalsha(script.sha, 2, *keys, *args)
     results: list[Any] = await pipe.execute()
     return results

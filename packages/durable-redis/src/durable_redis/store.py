@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import uuid
+from asyncio import AbstractEventLoop, get_running_loop
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import aclosing
-from typing import Any, TypeVar, cast
+from contextlib import aclosing, suppress
+from typing import Any, ClassVar, TypeVar, cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from durable.errors import LeaseLostError
 from durable.store import (
     FinalStatus,
     RunClaim,
@@ -25,6 +28,7 @@ from durable.store import (
 
 from . import scripts
 from .codec import (
+    decode_attempts,
     decode_record,
     decode_steps,
     decode_value,
@@ -32,13 +36,22 @@ from .codec import (
     encode_step,
     signal_records,
     step_records,
+    text,
 )
-from .index import walk_runs
+from .index import Position, scan_page, walk_runs
 from .keys import RECORD_FIELDS, SIGNAL, STEP, KeyLayout
 from .resilience import Resender, describe, resendable
 from .scripts import run_script, run_script_indexed, run_script_many
 from .signals import SignalListener, signal_message
-from .urls import DEFAULT_TTL, mask_url, split_url, store_options_in
+from .urls import (
+    DEFAULT_TTL,
+    checked_ttl,
+    mask_url,
+    misread_user_info,
+    split_url,
+    store_options_in,
+    ttl_milliseconds,
+)
 
 log = logging.getLogger("durable.redis")
 T = TypeVar("T")
@@ -49,10 +62,14 @@ class RedisStore(Store):
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
-            ``unix:///path/to/redis.sock?db=0``. Query options go to redis-py.
-        ttl: Seconds a run (one hash: record, steps, signals) lives after its last
-            change (claim, checkpoint, lease renewal, signal, outcome ...); a live
-            run's lease renewals keep it. ``None`` or ``0``: runs never expire.
+            ``unix:///path/to/redis.sock?db=0``. Query options go to redis-py. A
+            password holding ``/ ? # @`` must be percent-encoded
+            (``urllib.parse.quote(password, safe="")``).
+        ttl: Seconds a run (its record, steps, signals and attempts) lives after its
+            last change (claim, checkpoint, lease renewal, signal, outcome ...); a
+            live run's lease renewals keep it. ``None`` or ``0``: runs never expire.
+            It may not be shorter than the ``lease_seconds`` of a Workflow using the
+            store (checked when the Workflow claims a run).
         prefix: Start of every key and of the signal channel; stores with different
             prefixes on one database never see each other's runs.
         client: An existing ``redis.asyncio.Redis`` (or ``RedisCluster``, or a
@@ -64,7 +81,20 @@ class RedisStore(Store):
 
     ``db=`` URLs take two more query options, ``?ttl=3600`` (``ttl=none`` for no
     expiry) and ``?prefix=myapp``: ``Workflow("app", db="redis://localhost/0?ttl=3600")``.
+
+    The store works from any event loop, one after another (``asyncio.run`` twice) or
+    at once in threads: redis-py binds connections to the loop that opens them, so a
+    store built from a URL keeps a client per loop, and drops the client of a loop
+    that was closed. A ``client`` given is one client: when the loop changes and the
+    one it was used on is not running any more, the store disconnects its connections
+    (without closing it) so that they reopen on the new loop.
     """
+
+    #: Runs have records: leased claims, outcomes, listing, scans, cancel and reopen.
+    records_runs: ClassVar[bool] = True
+    #: A checkpoint or attempt given ``owner=`` is written only while that owner holds
+    #: the run (checked in the same script, so the same round trip).
+    fences_writes: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -80,18 +110,22 @@ class RedisStore(Store):
                 f"pass ttl= and prefix= as arguments of RedisStore, not in its URL "
                 f"{mask_url(url)!r} (URL options are for db= strings and RedisStore.from_url)"
             )
-        if ttl is not None and ttl < 0:
-            raise ValueError(f"ttl must be positive seconds, 0 or None, not {ttl!r}")
+        self.ttl = checked_ttl(ttl)
+        if client is None:
+            _check_url(url)
         self.url = url
-        self.ttl = ttl or None
         self.keys = KeyLayout(prefix)
-        self._ttl_ms = int(self.ttl * 1000) if self.ttl else 0
+        self._ttl_ms = ttl_milliseconds(self.ttl)
         self._checkpoint = scripts.checkpoint_script(self._ttl_ms)
         # A RedisCluster is no Redis subclass, but offers every command used here the
         # same way (scripts.py handles its one difference, pipelined EVALSHA).
-        self._given_client = cast("Redis | None", client)
-        self._client = self._given_client
-        self._listener: SignalListener | None = None
+        self._given = cast("Redis | None", client)
+        #: What the store uses on each event loop, and the one it used last (the hot
+        #: path's one comparison).
+        self._loops: dict[AbstractEventLoop, _OnLoop] = {}
+        self._here: _OnLoop | None = None
+        #: The loop the given client's connections were last used on.
+        self._given_loop: AbstractEventLoop | None = None
         self._where = describe(url, client)
         self._resender = Resender(self._where, retry_seconds)
 
@@ -106,31 +140,65 @@ class RedisStore(Store):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        """Connect (once) and check that the server answers."""
-        await self._run("connect", lambda: _loose(self._redis()).ping())
+        """Connect (once per event loop) and check that the server answers."""
+        await self._run("connect", lambda client: _loose(client).ping())
 
     async def close(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await listener.close()
-        client, self._client = self._client, self._given_client
-        if client is not None and client is not self._given_client:
-            await client.aclose()
+        loop = get_running_loop()
+        places, self._loops, self._here = self._loops, {}, None
+        for here in places.values():
+            if here.loop is loop:
+                await here.close(own_client=here.client is not self._given)
+            elif here.loop.is_running():  # another thread's loop: closed over there
+                with suppress(RuntimeError):  # it closed meanwhile
+                    asyncio.run_coroutine_threadsafe(
+                        here.close(own_client=here.client is not self._given), here.loop
+                    )
+            # A loop that is closed took its connections' transports with it: dropped.
 
-    def _redis(self) -> Redis:
-        client = self._client
-        if client is None:
-            # One pool per store, created on first use: redis-py binds its connections
-            # to the event loop that opens them. No retries of its own: Resender's.
-            client = self._client = _loose(Redis).from_url(self.url)
+    async def _on_loop(self) -> _OnLoop:
+        """The client (and signal listener) of the running event loop."""
+        here, loop = self._here, get_running_loop()
+        if here is not None and here.loop is loop:
+            return here
+        return await self._move_to(loop)
+
+    async def _move_to(self, loop: AbstractEventLoop) -> _OnLoop:
+        here = self._loops.get(loop)
+        if here is None:
+            self._forget_closed_loops()
+            client = self._given if self._given is not None else self._new_client()
+            here = self._loops[loop] = _OnLoop(loop, client)
+        if self._given is not None and self._given_loop is not loop:
+            previous, self._given_loop = self._given_loop, loop
+            if previous is not None and not previous.is_running():
+                # Its connections belong to a loop that is closed (or idle): reopen them
+                # here, before any command goes out on one and fails mid-way.
+                here.reopening = loop.create_task(_reconnect(self._given, self._where))
+        if here.reopening is not None:
+            await asyncio.shield(here.reopening)  # concurrent callers wait for the same
+            here.reopening = None
+        self._here = here
+        return here
+
+    def _forget_closed_loops(self) -> None:
+        # Nothing can be awaited on a closed loop: its clients are dropped as they are.
+        for loop in [loop for loop in self._loops if loop.is_closed()]:
+            self._loops.pop(loop, None)
+
+    def _new_client(self) -> Redis:
+        # No retries of its own: Resender's.
+        try:
+            client: Redis = _loose(Redis).from_url(self.url)
+        except (ValueError, TypeError) as exc:  # _check_url passed it: another redis-py?
+            raise _bad_url(self.url, type(exc).__name__) from None
         return client
 
     # -- steps ------------------------------------------------------------------------------
 
     async def get_step(self, run_id: str, step_id: str) -> tuple[bool, Any]:
-        raw = await self._run(
-            "read a step", lambda: self._redis().hget(self._key(run_id), STEP + step_id)
-        )
+        key = self._key(run_id)
+        raw = await self._run("read a step", lambda client: client.hget(key, STEP + step_id))
         return (False, None) if raw is None else (True, decode_value(raw))
 
     async def load_steps(self, run_id: str) -> Mapping[str, Any]:
@@ -140,30 +208,80 @@ class RedisStore(Store):
         return step_records(await self._hgetall("list the steps of a run", run_id))
 
     async def checkpoint_step(
-        self, run_id: str, step_id: str, result: Any, attempt: int = 1
+        self, run_id: str, step_id: str, result: Any, attempt: int = 1, *, owner: str | None = None
     ) -> bool:
         # The hot path: no closure and no retry machinery unless the first try fails.
-        client, key = self._redis(), self._key(run_id)
-        args = (STEP + step_id, encode_step(result, attempt))
+        here = self._here
+        if here is None or here.loop is not get_running_loop():
+            here = await self._move_to(get_running_loop())
+        client, keys = here.client, self.keys.run_keys(run_id)
+        if owner is None:
+            args: tuple[str, ...] = (STEP + step_id, encode_step(result, attempt))
+        else:
+            args = (STEP + step_id, encode_step(result, attempt), owner)
         try:
-            cancel = await run_script(client, self._checkpoint, key, args)
+            reply = await run_script(client, self._checkpoint, keys, args)
         except RedisError as exc:
             if not resendable(exc):
                 raise self._resender.error("save a step", exc) from exc
-            cancel = await self._resender.resend(
-                "save a step", lambda: run_script(self._redis(), self._checkpoint, key, args), exc
+            reply = await self._resender.resend(
+                "save a step", lambda: run_script(client, self._checkpoint, keys, args), exc
             )
-        return cancel is None
+        if reply is None:
+            return True
+        refused = self._refused(run_id, f"step {step_id!r}", reply)
+        if refused is not None:
+            raise refused
+        return False  # cancel_requested
 
     async def set_step(self, run_id: str, step_id: str, result: Any, attempt: int = 1) -> None:
         await self.checkpoint_step(run_id, step_id, result, attempt)
 
+    async def record_attempt(
+        self, run_id: str, step_id: str, attempt: int, error: str, *, owner: str | None = None
+    ) -> None:
+        """Keep the count of failed attempts of a step (0: the failure was final, the
+        count is cleared), so that a run taken over in a retry's backoff counts on."""
+        args = (self._ttl_ms, step_id, int(attempt), "0" if owner is None else "1", owner or "")
+        reply = await self._script("record a failed attempt", scripts.RECORD_ATTEMPT, run_id, args)
+        refused = self._refused(run_id, f"attempt {attempt} of step {step_id!r}", reply)
+        if refused is not None:
+            raise refused
+
+    async def load_attempts(self, run_id: str) -> Mapping[str, int]:
+        key = self.keys.attempts_key(run_id)
+        fields = await self._run("load the attempts of a run", lambda client: client.hgetall(key))
+        return decode_attempts(fields)
+
+    def _refused(self, run_id: str, what: str, reply: Any) -> LeaseLostError | None:
+        """The error of a fenced write the script refused (it replied ``{code, status,
+        holder}``), or None when the reply is not a refusal."""
+        if not isinstance(reply, list):
+            return None
+        fields = cast("Sequence[Any]", reply)
+        code, status, holder = int(fields[0]), text(fields[1]), text(fields[2])
+        if code == 0:
+            why = (
+                f"its record is gone from the Redis store {self._where} (expired, deleted "
+                "or flushed)"
+            )
+        elif code == 1:
+            why = f"the run is {status} now"
+        elif holder:
+            why = f"another owner holds the run now ({holder})"
+        else:
+            why = "no owner holds the run now (it was released or reopened)"
+        return LeaseLostError(
+            f"run {run_id!r}: {what} was not recorded: {why}; this process lost the run "
+            "(its lease ran out while it was paused or cut off), and only the owner's "
+            "writes count"
+        )
+
     # -- signals ----------------------------------------------------------------------------
 
     async def get_signal(self, run_id: str, name: str) -> tuple[bool, Any]:
-        raw = await self._run(
-            "read a signal", lambda: self._redis().hget(self._key(run_id), SIGNAL + name)
-        )
+        key = self._key(run_id)
+        raw = await self._run("read a signal", lambda client: client.hget(key, SIGNAL + name))
         return (False, None) if raw is None else (True, decode_value(raw))
 
     async def set_signal(self, run_id: str, name: str, payload: Any) -> bool:
@@ -179,16 +297,16 @@ class RedisStore(Store):
         return signal_records(await self._hgetall("list the signals of a run", run_id))
 
     async def wait_for_signal(self, run_id: str, name: str, max_wait: float) -> None:
-        if self._listener is None:
-            self._listener = SignalListener(self._redis(), self.keys.channel, self._where)
+        here = await self._on_loop()
+        if here.listener is None:
+            here.listener = SignalListener(here.client, self.keys.channel, self._where)
+        key = self._key(run_id)
 
         async def delivered() -> bool:
-            key = self._key(run_id)
-            return bool(
-                await self._run("read a signal", lambda: self._redis().hexists(key, SIGNAL + name))
-            )
+            found = await self._run("read a signal", lambda c: c.hexists(key, SIGNAL + name))
+            return bool(found)
 
-        await self._listener.wait(run_id, name, max_wait, delivered)
+        await here.listener.wait(run_id, name, max_wait, delivered)
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -203,6 +321,7 @@ class RedisStore(Store):
         takeover_from: str | None = None,
         input_digest: str | None = None,
     ) -> RunClaim:
+        self._check_lease(lease_seconds)
         # The identity check (same workflow, same digest) runs in the script, before
         # anything is written: a refused claim leaves the hash and its TTL as they were.
         args = (self._ttl_ms, workflow, json.dumps(inputs), owner, repr(float(lease_seconds)),
@@ -214,6 +333,20 @@ class RedisStore(Store):
         # A claim resent after a lost reply finds the record its first run made and
         # says 1: never "created" for a run that may have steps.
         return RunClaim(int(outcome) >= 1, record, created=int(outcome) == 2)
+
+    def _check_lease(self, lease_seconds: float) -> None:
+        """Refuse a lease longer than the ttl, before anything is written: the run's
+        keys could expire while it executes (renewals come every third of the lease),
+        and a late write would then rebuild a record without its inputs."""
+        ttl = self.ttl
+        if ttl is not None and float(lease_seconds) > ttl:
+            raise ValueError(
+                f"the Redis store {self._where} has ttl={ttl:g} s, shorter than the lease "
+                f"of this workflow (lease_seconds={float(lease_seconds):g}): the ttl must be "
+                "at least lease_seconds (better many times it), or a run's keys could "
+                "expire while it executes. Raise ttl (RedisStore(ttl=...) or ?ttl=; "
+                "none: no expiry) or lower Workflow(lease_seconds=...)"
+            )
 
     async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
         args = (self._ttl_ms, owner, repr(float(lease_seconds)))
@@ -238,11 +371,12 @@ class RedisStore(Store):
         result: Any = None,
         has_result: bool = False,
         error: str | None = None,
-    ) -> None:
+    ) -> bool:
         args = (self._ttl_ms, owner, status, "1" if has_result else "0",
                 json.dumps(result) if has_result else "", "0" if error is None else "1",
                 error or "")  # fmt: skip
-        await self._indexed("record a run's outcome", scripts.FINISH, run_id, args)
+        recorded = await self._indexed("record a run's outcome", scripts.FINISH, run_id, args)
+        return int(recorded) == 1
 
     async def mark_run_done(self, run_id: str) -> None:
         await self.finish_run(run_id, "", "completed")
@@ -258,7 +392,7 @@ class RedisStore(Store):
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         key = self._key(run_id)
-        values = await self._run("read a run", lambda: self._redis().hmget(key, RECORD_FIELDS))
+        values = await self._run("read a run", lambda client: client.hmget(key, RECORD_FIELDS))
         return decode_record(run_id, values)
 
     async def list_runs(
@@ -271,9 +405,9 @@ class RedisStore(Store):
         """Newest first. Walks the prefix's index, so it is meant for inspection, not
         for hot paths; index entries of runs that expired are pruned on the way."""
 
-        async def listing() -> list[RunRecord]:
+        async def listing(client: Redis) -> list[RunRecord]:
             found: dict[str, RunRecord] = {}
-            async with aclosing(walk_runs(self._redis(), self.keys.index, self._key)) as walk:
+            async with aclosing(walk_runs(client, self.keys.index, self._key)) as walk:
                 async for batch in walk:
                     for record in batch:
                         if status in (None, record.status) and workflow in (None, record.workflow):
@@ -284,14 +418,30 @@ class RedisStore(Store):
 
         return await self._run("list runs", listing)
 
+    async def scan_runs(
+        self, status: RunStatus, *, cursor: str | None = None, limit: int = 500
+    ) -> tuple[Sequence[RunRecord], str | None]:
+        """One page of the runs in ``status``, oldest first; walks the index from the
+        cursor (a position in it), reading the records of every status on the way."""
+        after = _position(cursor)
+        if limit < 1:
+            raise ValueError(f"scan_runs: limit must be 1 or more, not {limit!r}")
+
+        async def scanning(client: Redis) -> tuple[list[RunRecord], Position | None]:
+            return await scan_page(client, self.keys.index, self._key, status, after, limit)
+
+        page, last = await self._run("scan runs", scanning)
+        return page, None if last is None else json.dumps([last[0], last[1]])
+
     async def delete_runs(self, *, finished_before: float, statuses: Sequence[RunStatus]) -> int:
-        """Delete whole runs (steps and signals too); each is checked again atomically."""
+        """Delete whole runs (steps, signals and attempts too); each is checked again
+        atomically."""
         if not statuses:
             return 0
         cutoff = repr(float(finished_before))
 
-        async def deleting() -> int:
-            client, deleted = self._redis(), 0
+        async def deleting(client: Redis) -> int:
+            deleted = 0
             async with aclosing(walk_runs(client, self.keys.index, self._key)) as walk:
                 async for batch in walk:
                     doomed = [
@@ -299,7 +449,7 @@ class RedisStore(Store):
                         if r.status in statuses and r.updated_at is not None
                         and r.updated_at.timestamp() < finished_before
                     ]  # fmt: skip
-                    calls = [(self._key(run_id), (cutoff, *statuses)) for run_id in doomed]
+                    calls = [(self.keys.run_keys(run_id), (cutoff, *statuses)) for run_id in doomed]
                     outcomes = await run_script_many(client, scripts.DELETE_IF, calls)
                     # -1: already gone (a resend of this very deletion, or it expired).
                     gone = [r for r, out in zip(doomed, outcomes, strict=True) if out != 0]
@@ -315,33 +465,112 @@ class RedisStore(Store):
     def _key(self, run_id: str) -> str:
         return self.keys.run_key(run_id)
 
-    async def _run(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await self._resender.run(what, call)
+    async def _run(self, what: str, call: Callable[[Redis], Awaitable[T]]) -> T:
+        client = (await self._on_loop()).client
+        return await self._resender.run(what, lambda: call(client))
 
     async def _hgetall(self, what: str, run_id: str) -> dict[Any, Any]:
         key = self._key(run_id)
-        return await self._run(what, lambda: self._redis().hgetall(key))
+        return await self._run(what, lambda client: client.hgetall(key))
 
     async def _script(
         self, what: str, script: scripts.Script, run_id: str, args: Sequence[str | int]
     ) -> Any:
-        key = self._key(run_id)
-        return await self._run(what, lambda: run_script(self._redis(), script, key, args))
+        keys = self.keys.run_keys(run_id)
+        return await self._run(what, lambda client: run_script(client, script, keys, args))
 
     async def _indexed(
         self, what: str, script: scripts.Script, run_id: str, args: Sequence[str | int]
     ) -> Any:
-        key, index, score = self._key(run_id), self.keys.index, time.time()
+        keys, index, score = self.keys.run_keys(run_id), self.keys.index, time.time()
         return await self._run(
             what,
-            lambda: run_script_indexed(
-                self._redis(), script, key, args, index=index, run_id=run_id, score=score
+            lambda client: run_script_indexed(
+                client, script, keys, args, index=index, run_id=run_id, score=score
             ),
         )
 
     async def _change(self, what: str, script: scripts.Script, run_id: str) -> RunRecord | None:
         known, values = await self._script(what, script, run_id, (self._ttl_ms,))
         return decode_record(run_id, values) if int(known) == 1 else None
+
+
+class _OnLoop:
+    """What the store uses on one event loop: a client, and the signal subscription
+    (redis-py binds connections, and asyncio its futures, to one loop)."""
+
+    __slots__ = ("client", "listener", "loop", "reopening")
+
+    def __init__(self, loop: AbstractEventLoop, client: Redis) -> None:
+        self.loop = loop
+        self.client = client
+        self.listener: SignalListener | None = None
+        #: The given client's connections being reopened on this loop.
+        self.reopening: asyncio.Task[None] | None = None
+
+    async def close(self, *, own_client: bool) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            await listener.close()
+        if own_client:
+            await self.client.aclose()
+
+
+async def _reconnect(client: Redis, where: str) -> None:
+    """Disconnect ``client``'s connections (opened on another event loop) so that each
+    reconnects on this one; its pool and settings stay. Never raises."""
+    try:
+        async with asyncio.timeout(5):  # never wait on a lock held on the old loop
+            if isinstance(client, RedisCluster):
+                # The nodes of the slot map, and the startup nodes (their own objects).
+                startup: Any = getattr(client.nodes_manager, "startup_nodes", {})
+                for node in [*client.get_nodes(), *startup.values()]:
+                    with suppress(Exception):
+                        await node.disconnect()
+            else:
+                # Closing a transport of a closed loop fails; the connection is reset.
+                await client.connection_pool.disconnect()
+    except Exception as exc:
+        log.debug("%s: connections of another event loop left as they were (%r)", where, exc)
+
+
+def _position(cursor: str | None) -> Position | None:
+    """The index position a ``scan_runs`` cursor names (the JSON of [score, run id])."""
+    if cursor is None:
+        return None
+    try:
+        score, run_id = json.loads(cursor)
+        return float(score), str(run_id)
+    except (ValueError, TypeError):
+        raise ValueError(f"not a cursor of RedisStore.scan_runs: {cursor!r}") from None
+
+
+def _check_url(url: str) -> None:
+    """Refuse a URL redis-py cannot use, with the URL masked: redis-py's own errors
+    can quote a piece of a password that holds ``/``, ``?`` or ``#`` (as a port, a
+    db, or the host of "Error connecting to ...")."""
+    try:
+        from redis.asyncio.connection import parse_url
+    except ImportError:  # a redis-py without it: it will say so when connecting
+        return
+    try:
+        _loose(parse_url)(url)
+    except (ValueError, TypeError) as exc:
+        # redis-py's reason may quote a piece of a password: shown for URLs without one.
+        raise _bad_url(url, str(exc) if mask_url(url) == url else type(exc).__name__) from None
+    if misread_user_info(url):
+        raise _bad_url(url, "a piece of its password would be read as the host, port or path")
+
+
+def _bad_url(url: str, reason: str) -> ValueError:
+    masked = mask_url(url)
+    hint = (
+        "; a password holding '/', '?', '#' or '@' must be percent-encoded "
+        "(urllib.parse.quote(password, safe=''))"
+        if masked != url
+        else ""
+    )
+    return ValueError(f"{masked!r} is not a Redis URL redis-py can connect to ({reason}){hint}")
 
 
 def _loose(value: object) -> Any:
