@@ -9,6 +9,7 @@ import sys
 import textwrap
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import pytest
@@ -427,3 +428,25 @@ def test_templates_stay_str_format() -> None:
     assert template_id("o-{order!r}-{note}", order_flow, text, text) == f"o-{text!r}-{text}"
     # so is the template's own text, and an int formatted into it
     assert template_id("<x at 0x{order:x}>", order_flow, 255) == "<x at 0xff>"
+
+
+@pytest.mark.parametrize("db", ["memory://", "sqlite"])
+async def test_a_run_id_no_store_can_write_is_refused_before_anything_runs(
+    db: str, tmp_path: Path
+) -> None:
+    # A lone surrogate: memory took it, SQLite raised a raw UnicodeEncodeError.
+    wf = Workflow("app", db=str(tmp_path / "x.db") if db == "sqlite" else db)
+    ran: list[str] = []
+
+    @wf.workflow()
+    async def flow() -> int:
+        ran.append("body")
+        return 1
+
+    with pytest.raises(DurableError, match="lone surrogate"):
+        await flow.run("run-\ud800")
+    with pytest.raises(DurableError, match="a run id is a str"):
+        await flow.run(42)  # type: ignore[arg-type]
+    assert ran == []
+    assert await flow.run("run-ü") == 1  # any other text is fine
+    await wf.close()

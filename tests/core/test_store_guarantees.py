@@ -92,3 +92,33 @@ async def test_a_store_with_every_guarantee_says_nothing() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", StoreGuaranteeWarning)
         assert await flow() == 1
+
+
+class OldOverrideStore(InMemoryStore):
+    """A subclass written before fencing: checkpoint_step without owner=."""
+
+    async def checkpoint_step(  # type: ignore[override]
+        self, run_id: str, step_id: str, result: Any, attempt: int = 1
+    ) -> bool:
+        return await super().checkpoint_step(run_id, step_id, result, attempt)
+
+
+async def test_a_subclass_overriding_a_write_without_owner_keeps_working_unfenced() -> None:
+    # It inherits fences_writes = True; passing it owner= would be a TypeError in every
+    # step. The engine reads the signature, writes unfenced, and says so once.
+    wf = Workflow("app", db=OldOverrideStore())
+
+    @wf.task
+    async def one() -> int:
+        return 1
+
+    @wf.workflow(id="r")
+    async def flow() -> int:
+        return await one()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert await flow() == 1
+    messages = [str(w.message) for w in caught if issubclass(w.category, StoreGuaranteeWarning)]
+    assert len(messages) == 1
+    assert "overrides checkpoint_step or record_attempt without the owner= keyword" in messages[0]

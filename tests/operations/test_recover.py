@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import os
 import sqlite3
@@ -379,3 +380,64 @@ def test_a_run_whose_processes_keep_dying_is_dead_lettered_then_revived(
     assert counts[("job-0", "step-0")] == 1
     assert counts[("job-0", "step-1")] == 3
     assert all(counts[("job-0", f"step-{i}")] == 1 for i in range(2, 20))
+
+
+async def test_a_run_waiting_through_many_restarts_is_not_dead_lettered(
+    make_wf, dead_owner
+) -> None:
+    # Each restart (a deploy) takes the waiting run over from a process that is gone;
+    # reaching its wait again is progress, so more restarts than max_recoveries are fine.
+    wf: Workflow = make_wf(max_recoveries=2)
+    ran: list[str] = []
+
+    @wf.task
+    async def prepare(n: int) -> int:
+        ran.append("prepare")
+        return n
+
+    @wf.workflow(id="approve-{n}")
+    async def approve(n: int) -> Any:
+        await prepare(n)
+        return await wf.signal("approval", poll=0.02)
+
+    store = await ready(wf)
+    previous = None
+    for restart in range(6):
+        waiting = asyncio.create_task(approve(1))
+        for _ in range(200):  # until this process holds it, waiting, progress noted
+            record = await wf.get_run("approve-1")
+            steps = await store.load_steps("approve-1") or {}
+            if (
+                record is not None
+                and record.owner not in (None, previous)
+                and record.recoveries_without_progress == 0
+                and "prepare" in steps
+            ):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"the run never waited here: {record}")
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        # The process "died" waiting: its record says running, under an owner now gone.
+        owner = dead_owner(f"p{restart}")
+        claim = await store.claim_run(
+            "approve-1", approve.workflow_id, {"n": 1}, owner=owner, lease_seconds=30,
+            takeover_from=previous,
+        )  # fmt: skip
+        assert claim.acquired
+        previous = owner
+    record = await wf.get_run("approve-1")
+    assert record is not None
+    assert record.status == "running"
+    assert record.recoveries == 5  # each restart after the first took it over from the dead
+
+    resumed = asyncio.create_task(wf.recover())
+    await asyncio.sleep(0.1)
+    assert await wf.complete("approve-1", "approval", "yes") is True
+    assert await resumed == ["approve-1"]
+    record = await wf.get_run("approve-1")
+    assert record is not None
+    assert (record.status, record.result) == ("completed", "yes")
+    assert ran == ["prepare"]

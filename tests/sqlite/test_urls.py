@@ -208,3 +208,14 @@ def test_constructing_opens_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     SQLiteStore("lazy.db")
     Workflow("app", db="sqlite:///lazy2.db")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["RO", "readonly", "r"])
+def test_a_mode_other_than_ro_or_rw_is_refused(mode: str) -> None:
+    # ?mode=RO used to open the file read-write (and migrate it) without a word.
+    with pytest.raises(ValueError, match="mode must be 'ro' or 'rw'"):
+        SQLiteStore.from_url(f"sqlite:///x.db?mode={mode}")
+
+
+def test_mode_rw_is_read_write() -> None:
+    assert SQLiteStore.from_url("sqlite:///x.db?mode=rw") is not None

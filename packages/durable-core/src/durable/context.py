@@ -46,6 +46,11 @@ class RunContext:
     #: The owner id this execution holds the run under, passed with every write to a
     #: store that fences them (``Store.fences_writes``); None: writes are not fenced.
     fence: str | None = field(default=None, repr=False)
+    #: Who holds the run here, for how long a renewal lasts, and when (monotonic) the
+    #: store last confirmed it: a step about to start after a freeze asks again.
+    owner: str | None = field(default=None, repr=False)
+    lease_seconds: float | None = field(default=None, repr=False)
+    lease_confirmed_at: float = field(default_factory=time.monotonic, repr=False)
     #: The run whose code awaited this one (a workflow called inside a workflow).
     parent: RunContext | None = field(default=None, repr=False)
     #: Recorded by a version before 0.4, whose engine step ids had no reserved prefix.
@@ -61,6 +66,7 @@ class RunContext:
     #: The scope of a task being created right now (an eager task starts inside).
     _nascent: Scope | None = field(default=None, repr=False)
     _run_wide: Scope | None = field(default=None, repr=False)
+    _progress_noted: bool = field(default=False, repr=False)
 
     def next_step_id(self, name: str, scope: Scope | None = None) -> str:
         """Step ids in call order: ``name``, ``name#1`` ... within ``scope``, by default
@@ -231,6 +237,36 @@ class RunContext:
         except LeaseLostError:
             self.lose_lease()
             raise
+
+    async def confirm_lease_if_stale(self) -> None:
+        """Before a step body starts: if the lease was last confirmed more than half its
+        length ago (the loop froze: SIGSTOP, a VM pause, a long GC, a blocking call),
+        renew it now, and stop here if another owner took the run meanwhile. The
+        heartbeat renews every third of the lease, so a healthy run never asks."""
+        if self.lease_seconds is None or self.owner is None:
+            return
+        if time.monotonic() - self.lease_confirmed_at <= self.lease_seconds / 2:
+            return
+        with engine_section(self):
+            still_ours = await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)
+        if not still_ours:
+            self.lose_lease()
+            raise LeaseLostError(
+                f"run {self.run_id!r} was taken over by another owner while this process "
+                "was not running (its lease ran out); no further step runs here"
+            )
+        self.lease_confirmed_at = time.monotonic()
+
+    async def note_progress(self) -> None:
+        """A resumed run that reached a wait (a sleep, a signal) is no poison run: its
+        take-overs came while it waited (a deploy, a restart). Say so once per execution,
+        (``Store.mark_progress``), which clears the store's count of take-overs without
+        progress, so waiting through restarts never dead-letters."""
+        if not self.recovered or self._progress_noted or self.owner is None:
+            return
+        self._progress_noted = True
+        with engine_section(self):
+            await self.store.mark_progress(self.run_id, self.owner)
 
     async def attempts_before(self, step_id: str) -> int:
         """Failed attempts of ``step_id`` recorded before this process took the run."""

@@ -196,6 +196,14 @@ class DataStore(Store):
             if await self.write_run(new, expected=data.version):
                 return
 
+    async def mark_progress(self, run_id: str, owner: str) -> None:
+        def progressed(record: RunRecord) -> RunRecord | None:
+            if not holds_run(record, owner) or not record.recoveries_without_progress:
+                return None
+            return dataclasses.replace(record, recoveries_without_progress=0)
+
+        await self._change(run_id, progressed)
+
     async def load_attempts(self, run_id: str) -> Mapping[str, int]:
         data = await self.read_run(run_id)
         return {} if data is None else dict(data.attempts)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
+import os
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,7 +24,7 @@ from .errors import (
 )
 from .faults import fault_point
 from .identity import check_identity
-from .owners import owner_is_dead
+from .owners import new_owner_id, owner_is_dead
 from .scopes import engine_section, install_task_factory
 from .serialization import Unserializable, from_json, return_annotation
 from .store import FinalStatus, RunClaim, RunRecord, Store
@@ -45,7 +48,7 @@ class RunExecutor:
         max_recoveries: int,
     ) -> None:
         self.store = store
-        self.owner = owner
+        self._owner, self._owner_pid = owner, os.getpid()
         self.lease_seconds = lease_seconds
         self.wait_poll = wait_poll
         self.max_recoveries = max_recoveries
@@ -54,6 +57,15 @@ class RunExecutor:
         self._contexts: dict[str, RunContext] = {}
         self._setup: asyncio.Task[None] | None = None
         self._ready = False
+
+    @property
+    def owner(self) -> str:
+        """The owner id runs are claimed and fenced under: this process's own. A process
+        forked from the one that made the Workflow gets an id of its own (its pid, a
+        new token), or parent and child would hold each other's runs as one owner."""
+        if os.getpid() != self._owner_pid:
+            self._owner, self._owner_pid = new_owner_id(), os.getpid()
+        return self._owner
 
     async def ready_store(self) -> Store:
         """The store, set up once (again on a new event loop if the first setup failed)."""
@@ -89,6 +101,8 @@ class RunExecutor:
 
     async def _run_unawaited(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
         run_id = call.run_id
+        if not isinstance(run_id, str) or not run_id.isascii():  # pyright: ignore[reportUnnecessaryIsInstance]
+            _refuse_unstorable(run_id)
         await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
             check_identity(
@@ -106,8 +120,9 @@ class RunExecutor:
             # of every step passes through each coroutine between the caller and the step.
             try:
                 claim = await self._claim(flow, call)
-            except asyncio.CancelledError:
-                # The claim may have committed before the cancellation landed.
+            except BaseException:
+                # The claim may have committed before a cancellation, or before the
+                # store's reply was lost: never leave the run leased to nobody working.
                 await asyncio.shield(self._release_quietly(run_id))
                 raise
             if not claim.acquired:  # completed before: its recorded result is the answer
@@ -148,7 +163,9 @@ class RunExecutor:
             None if steps is None else dict(steps),
             parent=active_run.get(),
             legacy_ids=record.input_digest is None,
-            fence=self.owner if store.fences_writes else None,
+            fence=self.owner if fences_writes(store) else None,
+            owner=self.owner if store.records_runs else None,
+            lease_seconds=self.lease_seconds,
         )
         # Failed attempts may be on record when the run was executing before (a new
         # record was created and claimed at the same moment).
@@ -293,7 +310,7 @@ class RunExecutor:
         recorded = await store.finish_run(
             run_id, self.owner, status, result=result, has_result=has_result, error=error
         )
-        if store.fences_writes and not recorded:
+        if fences_writes(store) and not recorded:
             raise LeaseLostError(
                 f"run {run_id!r} was taken over by another owner before its outcome "
                 f"({status}) was recorded here; its outcome is theirs to record"
@@ -326,7 +343,7 @@ class _Heartbeat:
             # process may own the run, so this one must stop.
             still_ours = time.monotonic() - self._renewed_at < executor.lease_seconds
         else:
-            self._renewed_at = time.monotonic()
+            self._renewed_at = ctx.lease_confirmed_at = time.monotonic()
         if not still_ours:
             log.error("run %s: its lease is lost; stopping here", ctx.run_id)
             ctx.lose_lease()
@@ -352,13 +369,42 @@ class _Heartbeat:
 _warned: set[type[Store]] = set()
 
 
+@functools.cache
+def _fencing_of(kind: type[Store]) -> bool:
+    """A store class fences when it says so and its write methods take ``owner=``: a
+    subclass written before 0.4 may override ``checkpoint_step`` without it."""
+    return kind.fences_writes and all(
+        _takes_owner(getattr(kind, name)) for name in ("checkpoint_step", "record_attempt")
+    )
+
+
+def _takes_owner(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: trust the declaration
+        return True
+    return any(p.name == "owner" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def fences_writes(store: Store) -> bool:
+    """Whether the engine passes ``owner=`` to ``store``'s writes (see Store.fences_writes)."""
+    return _fencing_of(type(store))
+
+
 def warn_about_missing_guarantees(store: Store) -> None:
     """Say once per store class what a store that declares less cannot promise."""
     kind = type(store)
-    if kind in _warned or (kind.records_runs and kind.fences_writes):
+    if kind in _warned or (kind.records_runs and _fencing_of(kind)):
         return
     _warned.add(kind)
-    if not kind.records_runs:
+    if kind.fences_writes and kind.records_runs:
+        lacks = (
+            "declares fences_writes, but overrides checkpoint_step or record_attempt "
+            "without the owner= keyword, so its writes are not fenced: an owner paused "
+            "past its lease can overwrite the checkpoints of the process that took its run "
+            "over; add `*, owner: str | None = None` and pass it on"
+        )
+    elif not kind.records_runs:
         lacks = (
             "keeps no run records: runs are not leased, so two processes may execute one "
             "run at once; a completed run's body runs again (its steps replayed); get_run, "
@@ -370,6 +416,19 @@ def warn_about_missing_guarantees(store: Store) -> None:
             "overwrite the checkpoints of the process that took its run over"
         )
     warnings.warn(f"{kind.__qualname__} {lacks}", StoreGuaranteeWarning, stacklevel=2)
+
+
+def _refuse_unstorable(run_id: object) -> None:
+    """A run id is text a store can write; say what is wrong before anything runs."""
+    if not isinstance(run_id, str):
+        raise DurableError(f"a run id is a str, not {type(run_id).__name__} ({run_id!r})")
+    try:
+        run_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DurableError(
+            f"the run id {run_id!r} cannot be stored: it holds {exc.object[exc.start]!r}, "
+            "a lone surrogate that no text encoding can write; nothing was run"
+        ) from None
 
 
 def _raise_if_ended(record: RunRecord) -> None:

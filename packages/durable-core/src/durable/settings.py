@@ -53,6 +53,22 @@ def positive_seconds(name: str, value: Any) -> float:
     return seconds
 
 
+#: The shortest and longest lease a Workflow takes. Below 0.1 s the heartbeat (every
+#: third of the lease) is a busy loop of store writes and any pause loses the run; above
+#: a year a run whose owner vanished elsewhere is as good as never taken over.
+SHORTEST_LEASE = 0.1
+LONGEST_LEASE = 365 * 24 * 3600.0
+
+
+def lease_seconds(name: str, value: Any) -> float:
+    """``value`` as float when it is a lease of SHORTEST_LEASE to LONGEST_LEASE seconds."""
+    allowed = f"a number of seconds from {SHORTEST_LEASE:g} to {LONGEST_LEASE:g}"
+    seconds = _number(name, value, allowed)
+    if not (SHORTEST_LEASE <= seconds <= LONGEST_LEASE):
+        raise SettingError(f"{name} must be {allowed}, got {value!r}")
+    return seconds
+
+
 def non_negative_seconds(name: str, value: Any, *, allow_inf: bool = False) -> float:
     """``value`` as float when it is 0 or more (and finite, unless ``allow_inf``)."""
     allowed = (

@@ -117,6 +117,13 @@ class Store(ABC):
         """
         return None
 
+    async def mark_progress(self, run_id: str, owner: str) -> None:
+        """Set the run's ``recoveries_without_progress`` back to 0 while ``owner`` holds
+        it (otherwise change nothing): the engine calls it when a resumed run reaches a
+        wait (a sleep, a signal), which proves the take-overs came while it waited, not
+        from a step that kills its process. The default keeps no such count."""
+        return None
+
     async def load_attempts(self, run_id: str) -> Mapping[str, int]:
         """Failed attempts per step of a run, as recorded by :meth:`record_attempt`."""
         return {}

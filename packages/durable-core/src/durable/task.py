@@ -118,6 +118,7 @@ class Task(Generic[P, R]):
             log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
             return self._rebuild(value, ctx, sid)
         ctx.raise_if_cancelled()
+        await ctx.confirm_lease_if_stale()  # a frozen owner must not run another body
         # Tasks the engine and the store create from here on are not the run's branches
         # (an inlined engine_section: this is every executed step's path); the body
         # gets a scope of its own.

@@ -43,6 +43,8 @@ async def sleep_until(ctx: RunContext, wake_at: float) -> None:
         else:
             ctx.raise_if_cancelled()
             await ctx.record_step(step_id, {"wake_at": wake_at}, 1)
+        if wake_at > time.time():
+            await ctx.note_progress()
         await ctx.pause_until(wake_at)
 
 
@@ -102,6 +104,7 @@ async def _wait_for_signal(
         found, payload = await store.get_signal(ctx.run_id, name)
         if found:
             return _delivered(payload, ctx, name)
+        await ctx.note_progress()  # once per execution: a run waiting is no poison run
         wait = poll
         if deadline is not None:
             wait = min(poll, deadline - time.time())

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import fanout, waits
+from . import fanout, settings, waits
 from .backoff import BackoffStrategy, exponential
 from .context import RunContext, active_run
 from .errors import NotInWorkflowError, SerializationError, SyncFunctionError
@@ -74,7 +74,7 @@ class Workflow:
             of 0 or more.
         default_backoff: Wait before each retry: a callable of the retry index.
         lease_seconds: How long a process holds a run without renewing it (it renews
-            every third of it): a finite number of seconds above 0. Another process
+            every third of it): 0.1 s to a year. Another process
             calling the same run id waits at most this long after the holder dies (at
             once when the holder was a dead process on this host).
         max_recoveries: How many times in a row a run may be taken over after its
@@ -98,7 +98,7 @@ class Workflow:
     ) -> None:
         default_retries = non_negative_int("Workflow(default_retries=...)", default_retries)
         default_backoff = callable_setting("Workflow(default_backoff=...)", default_backoff)
-        lease_seconds = positive_seconds("Workflow(lease_seconds=...)", lease_seconds)
+        lease_seconds = settings.lease_seconds("Workflow(lease_seconds=...)", lease_seconds)
         max_recoveries = non_negative_int("Workflow(max_recoveries=...)", max_recoveries)
         self.name = name
         self.default_retries = default_retries

@@ -197,6 +197,19 @@ return 1
 """,
 )
 
+# ARGV: ttl, owner. The run reached a wait after a take-over: progress, so the count
+# of take-overs without it starts again (only while ``owner`` holds the run).
+MARK_PROGRESS = _script(
+    "mark_progress",
+    """
+if not refusal(ARGV[2]) then
+  redis.call('HDEL', run, 'recoveries_without_progress')
+  touch()
+end
+return 1
+""",
+)
+
 # ARGV: ttl, owner
 RELEASE = _script(
     "release_run",

@@ -359,6 +359,11 @@ class RedisStore(Store):
             )  # fmt: skip
         return renewed == 1
 
+    async def mark_progress(self, run_id: str, owner: str) -> None:
+        await self._script(
+            "note a run's progress", scripts.MARK_PROGRESS, run_id, (self._ttl_ms, owner)
+        )
+
     async def release_run(self, run_id: str, owner: str) -> None:
         await self._script("release a run", scripts.RELEASE, run_id, (self._ttl_ms, owner))
 

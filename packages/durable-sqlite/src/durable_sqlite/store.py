@@ -115,11 +115,14 @@ class SQLiteStore(Store):
         durability = options.get("durability", "normal")
         if durability not in _SYNCHRONOUS:
             raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+        mode = options.get("mode", "rw")
+        if mode not in ("ro", "rw"):  # "RO" must not open read-write and migrate the file
+            raise ValueError(f"the SQLite URL option mode must be 'ro' or 'rw', not {mode!r}")
         return cls(
             path or ":memory:",
             durability="full" if durability == "full" else "normal",
             busy_timeout=_url_seconds("busy_timeout", options.get("busy_timeout", "30")),
-            read_only=options.get("mode") == "ro",
+            read_only=mode == "ro",
         )
 
     def __repr__(self) -> str:
@@ -237,6 +240,16 @@ class SQLiteStore(Store):
             )
 
         await self._write("record a failed attempt", record)
+
+    async def mark_progress(self, run_id: str, owner: str) -> None:
+        async def progressed(tx: Tx) -> None:
+            await tx.execute(
+                "UPDATE runs SET recoveries_without_progress = 0 WHERE run_id = ? "
+                "AND status = 'running' AND owner = ? AND recoveries_without_progress > 0",
+                (run_id, owner),
+            )
+
+        await self._write("note a run's progress", progressed)
 
     async def load_attempts(self, run_id: str) -> Mapping[str, int]:
         rows = await self._read(
@@ -366,20 +379,29 @@ class SQLiteStore(Store):
         }
 
         async def finish(tx: Tx) -> bool:
-            # Only the owner of a running run finishes it: a run taken over, or ended
-            # meanwhile, is not this owner's any more.
-            rows = await tx.execute(
+            if owner:
+                # Only the owner of a running run finishes it: a run taken over, ended
+                # or deleted meanwhile is not this owner's any more (nothing is made).
+                rows = await tx.execute(
+                    "UPDATE runs SET status = :status, result = :result, "
+                    "has_result = :has_result, error = :error, owner = NULL, "
+                    "lease_expires_at = NULL, updated_at = :now, cancel_requested = 0 "
+                    "WHERE run_id = :run_id AND status = 'running' AND owner = :owner "
+                    "RETURNING 1",
+                    params,
+                )
+                return bool(rows)
+            # The seed's mark_run_*: always applies, and records a run it never saw.
+            await tx.execute(
                 "INSERT INTO runs (run_id, workflow, status, result, has_result, error, "
                 "created_at, updated_at) "
                 "VALUES (:run_id, '', :status, :result, :has_result, :error, :now, :now) "
                 "ON CONFLICT (run_id) DO UPDATE SET status = :status, result = :result, "
                 "has_result = :has_result, error = :error, owner = NULL, "
-                "lease_expires_at = NULL, updated_at = :now, cancel_requested = 0 "
-                "WHERE :owner = '' OR (runs.status = 'running' AND runs.owner = :owner) "
-                "RETURNING 1",
+                "lease_expires_at = NULL, updated_at = :now, cancel_requested = 0",
                 params,
             )
-            return bool(rows)
+            return True
 
         return await self._write("record a run's outcome", finish)
 

@@ -86,3 +86,11 @@ class FencingChecks(ContractHarness):
         # Unfenced writes (owner=None) are the seed's, and always apply.
         assert await store.checkpoint_step("run-2", "s", 3) is True
         assert await store.get_step("run-2", "s") == (True, 3)
+
+    @store_test("records_runs")
+    async def test_an_owners_outcome_of_a_run_with_no_record_makes_none(self, store: Store) -> None:
+        """A run deleted (or never claimed) while its owner ran: the owner's finish is
+        refused and no record is made, which would tie the run id to no workflow."""
+        self._require_fencing(store)
+        assert await store.finish_run("gone", "a", "completed", result=1, has_result=True) is False
+        assert await store.get_run("gone") is None

@@ -37,3 +37,25 @@ class ProgressChecks(ContractHarness):
 def _counts(record: RunRecord | None) -> tuple[int, int]:
     assert record is not None
     return record.recoveries, record.recoveries_without_progress
+
+
+class MarkProgressChecks(ContractHarness):
+    """``mark_progress``: the owner's word that its resumed run reached a wait."""
+
+    @store_test("records_runs", "manages_runs")
+    async def test_mark_progress_clears_the_count_for_its_owner_only(self, store: Store) -> None:
+        """Only the run's owner clears ``recoveries_without_progress``; ``recoveries``
+        stays; another owner's mark changes nothing."""
+        assert (await store.claim_run("run-1", "wf", {}, owner="a", lease_seconds=LIVE)).acquired
+        claim = await store.claim_run(
+            "run-1", "wf", {}, owner="b", lease_seconds=LIVE, takeover_from="a"
+        )
+        assert claim.acquired
+        await store.mark_progress("run-1", "a")  # a lost the run: not its word to give
+        assert _counts(await self._run_record(store, "run-1")) == (1, 1)
+        await store.mark_progress("run-1", "b")
+        assert _counts(await self._run_record(store, "run-1")) == (1, 0)
+        record = await self._run_record(store, "run-1")
+        assert (record.status, record.owner) == ("running", "b")
+        await store.mark_progress("no-such-run", "b")  # nothing to do, no record made
+        assert await store.get_run("no-such-run") is None

@@ -15,7 +15,7 @@ from ._fencing import FencingChecks
 from ._harness import Capability, store_test
 from ._identity import IdentityChecks
 from ._persistence import PersistenceChecks
-from ._progress import ProgressChecks
+from ._progress import MarkProgressChecks, ProgressChecks
 from ._runs import RunRecordChecks
 from ._scans import ScanChecks
 from ._signals import SignalChecks
@@ -32,6 +32,7 @@ class StoreContract(
     ScanChecks,
     ControlChecks,
     ProgressChecks,
+    MarkProgressChecks,
     AttemptChecks,
     PersistenceChecks,
     EngineChecks,
