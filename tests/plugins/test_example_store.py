@@ -3,12 +3,18 @@ workspace member and selected by its URL scheme, as a user of a published plugin
 would select it."""
 
 import asyncio
+import hashlib
+import math
+import os
+import signal
 import stat
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from durable import Store, Workflow
+from durable import Store, StoreError, Workflow
 from durable.backoff import constant
 from durable.testing import StoreContract
 from durable_example_store import JsonDirStore
@@ -178,6 +184,102 @@ def test_from_url(url: str, root: str) -> None:
 def test_from_url_refuses_what_it_cannot_read(url: str) -> None:
     with pytest.raises(ValueError, match="jsondir:///path/to/dir"):
         JsonDirStore.from_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "jsondir://user:s3cret@/tmp/x",
+        "jsondir://:s3cret@tmp/x",
+        "jsondir://s3cret@/tmp/x",
+        "jsondir://localhost:5432/tmp/x",
+    ],
+)
+def test_from_url_refuses_credentials_without_echoing_them(url: str) -> None:
+    with pytest.raises(ValueError, match="take no user, password or port") as caught:
+        JsonDirStore.from_url(url)
+    assert "s3cret" not in str(caught.value)
+    assert caught.value.__cause__ is None
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan, math.inf])
+def test_lock_timeout_must_be_finite_and_positive(tmp_path: Path, timeout: float) -> None:
+    with pytest.raises(ValueError, match="lock_timeout"):
+        JsonDirStore(tmp_path, lock_timeout=timeout)
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+async def test_a_stopped_process_holding_a_runs_lock_stalls_that_run_only(
+    tmp_path: Path,
+) -> None:
+    store = JsonDirStore(tmp_path / "runs", lock_timeout=0.3)
+    await store.setup()
+    await store.set_step("x", "s", "before")
+    # Each run has its own lock file, named like its data file.
+    lock = tmp_path / "runs" / f"{hashlib.sha256(b'x').hexdigest()[:32]}.lock"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_LOCK, str(lock), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        assert await asyncio.wait_for(child.stdout.readline(), timeout=30) == b"locked\n"
+        os.kill(child.pid, signal.SIGSTOP)  # as if stopped in the middle of a write of x
+
+        # Another run, reads of run x and scans go on as if nothing happened.
+        await asyncio.wait_for(store.set_step("y", "s", 1), timeout=2)
+        assert await asyncio.wait_for(store.get_step("y", "s"), timeout=2) == (True, 1)
+        assert await asyncio.wait_for(store.get_step("x", "s"), timeout=2) == (True, "before")
+        await asyncio.wait_for(store.scan_runs("running"), timeout=2)
+
+        # A write of run x gives up after lock_timeout, saying why.
+        started = time.monotonic()
+        with pytest.raises(StoreError) as caught:
+            await asyncio.wait_for(store.set_step("x", "s", "after"), timeout=5)
+        assert 0.3 <= time.monotonic() - started < 3
+        message = str(caught.value)
+        assert str(tmp_path / "runs") in message
+        assert "'x'" in message
+        assert "another process holds" in message
+        assert await store.get_step("x", "s") == (True, "before")
+
+        # A write cancelled while it waits for the lock is dropped, not done later.
+        waiting = asyncio.create_task(store.set_step("x", "s", "cancelled"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    finally:
+        child.kill()  # a stopped process dies of SIGKILL too
+        await child.wait()
+
+    await asyncio.sleep(0.1)
+    assert await store.get_step("x", "s") == (True, "before")
+    # The holder gone, its lock is free again.
+    await asyncio.wait_for(store.set_step("x", "s", "after"), timeout=5)
+    assert await store.get_step("x", "s") == (True, "after")
+
+
+async def test_a_scan_skips_a_file_deleted_while_it_lists(
+    store: JsonDirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.claim_run("r", "wf", None, owner="worker", lease_seconds=30.0)
+    real_glob = Path.glob
+
+    def glob_with_a_vanished_file(path: Path, pattern: str) -> list[Path]:
+        return [*real_glob(path, pattern), path / f"{'0' * 32}.json"]
+
+    monkeypatch.setattr(Path, "glob", glob_with_a_vanished_file)
+    runs, cursor = await store.scan_runs("running")
+    assert [run.run_id for run in runs] == ["r"]
+    assert cursor is None
 
 
 # -- the conformance suite a third-party author runs --------------------------------
