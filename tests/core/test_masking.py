@@ -130,6 +130,82 @@ def urls_with_a_secret_option(draw: st.DrawFn) -> tuple[str, str]:
     return url, secret
 
 
+#: Schemes whose ``scheme:///...`` is a path (``sqlite:///a@b.db``): no user info there.
+PATH_SCHEMES = {"file", "sqlite", "sqlite3", "unix"}
+#: Where an option starts, and the names of secret options: a password may hold them.
+SEPARATORS = "?#&;"
+
+
+def is_a_path_scheme(scheme: str) -> bool:
+    return bool(PATH_SCHEMES & set(scheme.lower().split("+")))
+
+
+def secrets_holding(chars: str, *, exclude: str = "") -> st.SearchStrategy[str]:
+    """A secret with one of ``chars`` right after its start and right before its end
+    (where a rule would cut it), and maybe more anywhere."""
+    return st.tuples(
+        st.sampled_from(list(chars)), texts(exclude=exclude), st.sampled_from(list(chars))
+    ).map(lambda drawn: MARK + drawn[0] + drawn[1] + MIDDLE + drawn[2] + END)
+
+
+def passwords_holding_an_option(*, exclude: str = "") -> st.SearchStrategy[str]:
+    """A password that holds ``?password=``, ``&token=`` ...: read as the URL's query
+    (``redis://:a?password=b@h``), no piece of it may show either."""
+    return st.tuples(
+        texts(exclude=exclude, max_size=5),
+        st.sampled_from(list(SEPARATORS)),
+        st.sampled_from(SECRET_KEYS + MORE_SECRET_KEYS),
+        texts(exclude=exclude, max_size=5),
+    ).map(lambda d: MARK + d[0] + d[1] + d[2] + "=" + MIDDLE + d[3] + END)
+
+
+# What a query secret may be: raw (any character but '&', which ends it), holding an
+# '@', '/' or '#' where a rule would cut it, or percent-encoded as a correct URL has it.
+query_secrets = st.one_of(
+    secrets(exclude="&"),
+    secrets_holding("@/#", exclude="&"),
+    secrets_holding("@", exclude="&"),
+    passwords.map(lambda secret: quote(secret, safe="")),
+)
+
+
+@st.composite
+def urls_with_two_secrets(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A user info password (``user:pw@``, a lone ``pw@``, or none) and a secret option
+    whose value holds an ``@`` or a ``/``, ``#`` ...: both hidden, whichever ``@`` a
+    reader takes for the end of the user info. On a scheme whose ``///`` is not a path,
+    the user info may start with a '/' too (``redis:///pw@host``)."""
+    scheme = draw(schemes)
+    path_scheme = is_a_path_scheme(scheme)
+    user = draw(texts(exclude=":").filter(lambda u: not (path_scheme and u.startswith("/"))))
+    kind = draw(st.sampled_from(["user:password", "lone password", "no user info"]))
+    password = draw(
+        st.one_of(
+            secrets(exclude=":" if kind == "lone password" else ""),
+            secrets_holding("@/?#", exclude=":" if kind == "lone password" else ""),
+            passwords_holding_an_option(exclude=":" if kind == "lone password" else ""),
+        )
+    )
+    if kind == "lone password" and not path_scheme and draw(st.booleans()):
+        password = "/" + password  # "sqlite:///pw@h" is a path, "redis:///pw@h" is not
+    userinfo = {
+        "user:password": f"{user}:{password}@",
+        "lone password": f"{password}@",
+        "no user info": "",
+    }[kind]
+    secret = draw(query_secrets)
+    key = draw(st.sampled_from(SECRET_KEYS + MORE_SECRET_KEYS))
+    before, after = draw(safe_options), draw(safe_options)
+    options = "&".join([*before, f"{key}={secret}", *after])
+    where = draw(st.sampled_from(["?", "#", "?x=1#", "/0?", "?x=a@b&"]))
+    host = draw(hosts)
+    url = (
+        f"{scheme}://{userinfo}{host}{draw(ports) if host else ''}{draw(paths)}{where}{options}"
+        f"{draw(st.sampled_from(['', '#frag', '#x@y']))}"
+    )
+    return url, ([] if kind == "no user info" else [password]) + [secret]
+
+
 def assert_no_secret(masked: str, secret: str) -> None:
     for bracket in BRACKETS:
         assert bracket not in masked, masked
@@ -166,6 +242,21 @@ def test_a_secret_option_never_shows(case: tuple[str, str]) -> None:
     masked = mask_url(url)
     assert_no_secret(masked, secret)
     assert mask_url(masked) == masked
+
+
+@PROPERTIES
+@given(urls_with_two_secrets())
+def test_a_password_and_a_secret_option_never_show(case: tuple[str, list[str]]) -> None:
+    # Whether its '@' ends the user info or not, no piece of either secret shows.
+    url, secrets_in_it = case
+    masked = mask_url(url)
+    for secret in secrets_in_it:
+        assert_no_secret(masked, secret)
+    assert mask_url(masked) == masked
+    text = f"cannot reach {url}: refused"
+    for secret in secrets_in_it:
+        assert_no_secret(mask_urls_in(text, url), secret)
+        assert_no_secret(mask_urls_in(f"Store({url!r})", url), secret)
 
 
 @PROPERTIES
@@ -237,6 +328,14 @@ def test_a_url_without_secrets_is_left_alone(
         ("redis://h/0?a=1#token=zz&b=2", "redis://h/0?a=1#token=***&b=2"),
         ("jobs.db?password=x", "jobs.db?password=***"),  # a bare path's options too
         ("sqlite:///dir/user@example.db", "sqlite:///dir/user@example.db"),  # a path's @
+        ("unix:///run/a@b.sock?db=1", "unix:///run/a@b.sock?db=1"),
+        ("redis:///hunter2@host/0", "redis://***@host/0"),  # not a path: a password
+        ("redis://host/0?password=p@ss", "redis://***"),  # is "host/0?password=p" one?
+        ("redis://:a?password=b@h", "redis://:***"),  # "a?password=b", or "b@h"?
+        ("redis://u:pw@h/0?token=t@k&db=1", "redis://u:***&db=1"),
+        ("redis://0?password=a:b&x=1#y@z", "redis://***@z"),  # its ':' is the secret's
+        ("my_db://u:hunter2@h/0", "my_db://u:***@h/0"),  # any scheme
+        ("b'redis://:hunter2@h/0'", "b'redis://:***@h/0'"),  # repr(bytes)
         ("redis://localhost:6379/0", "redis://localhost:6379/0"),
         ("memory://", "memory://"),
         ("durable.db", "durable.db"),
@@ -258,6 +357,13 @@ def test_an_ambiguous_at_masks_more_never_less() -> None:
     masked = mask_url("redis://u:x1?token=y2@host/0")
     assert "x1" not in masked
     assert "y2" not in masked
+    # Both at once: the query secret's @ may end a user info holding "?password=".
+    masked = mask_url("redis://:a1?password=b2@h")
+    assert "a1" not in masked
+    assert "b2" not in masked
+    masked = mask_url("redis://u:a1/b2@h:1/0?x=1&password=c3@d4/e5#f6&db=1")
+    assert not any(piece in masked for piece in ("a1", "b2", "c3", "d4", "e5", "f6"))
+    assert masked.endswith("&db=1")
 
 
 def test_url_secrets_are_what_masking_hides() -> None:

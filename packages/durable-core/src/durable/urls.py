@@ -8,20 +8,26 @@ shown as ``***``:
   other character; all of it after its first ``:`` is masked. A user info without
   ``:`` may be a password written alone (``redis://secret@host``) and is masked
   whole, and so is one whose user part holds an ``@`` (it may be such a password,
-  followed by an ``@`` of the path or query). ``//`` followed by ``/`` has no user
-  info (``sqlite:///a@b.db``: there the ``@`` belongs to the path).
+  followed by an ``@`` of the path or query). Only a scheme naming a file (``file``,
+  ``sqlite``, ``sqlite3``, ``unix``) has no user info after ``///``
+  (``sqlite:///a@b.db``: there the ``@`` belongs to the path); ``redis:///pw@host``
+  is masked. Any text before ``://`` is a scheme (``my_db://``, ``b'redis://``).
 - the value of each option whose name ends in ``password``, ``passwd``, ``pass``,
   ``pwd``, ``secret``, ``token``, ``apikey`` or ``api_key`` (``?password=...``,
   ``#token=...``, ``&client_secret=...``), up to the next ``&``, for any scheme and
   for a bare path too.
 
 The two rules are applied to the whole URL and their spans merged: an ambiguous URL
-(an ``@`` in its query, a secret option inside a user info) shows less, never a piece
-of a secret. Masking is idempotent and never raises: whatever it is given, it
-returns a string.
+shows less, never a piece of a secret. An ``@`` in a query value still ends the user
+info (``redis://:a?password=b@h`` may be the password ``a?password=b``) while the
+value is masked as an option (it may be the secret ``b@h``): both readings are
+hidden, and so is what lies between (the host, when a query secret holds an ``@``).
+Masking is idempotent and never raises: whatever it is given, it returns a string.
 
 >>> mask_url("redis://app:p#a/ss?@cache:6379/0")
 'redis://app:***@cache:6379/0'
+>>> mask_url("redis://host/0?password=p@ss")
+'redis://***'
 >>> mask_url("sqlite:///jobs.db?password=hunter2&durability=full")
 'sqlite:///jobs.db?password=***&durability=full'
 """
@@ -35,7 +41,11 @@ from urllib.parse import quote, unquote
 #: What a masked secret is shown as.
 MASK = "***"
 
-_SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")
+#: A URL's scheme and ``://``: any name without a space or ``: / ? # @`` (a scheme
+#: no store has, ``my_db://``, or the ``b'redis://`` of a bytes repr, is masked too).
+_SCHEME = re.compile(r"\s*([^\s:/?#@]*)://")
+#: Schemes naming a file: what follows their ``///`` is a path, not a user info.
+_FILE_SCHEMES = frozenset({"file", "sqlite", "sqlite3", "unix"})
 #: A URL inside a longer text (a repr, an error message): up to a space or a quote.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]*")
 #: An option's start: a separator, its name and ``=``.
@@ -65,7 +75,8 @@ def url_secrets(url: str) -> list[str]:
 
 def _mask(url: str, secrets: list[str]) -> str:
     """Mask both rules' spans of ``url`` (merged: an ambiguous URL shows less)."""
-    spans = [*_userinfo_spans(url), *_option_spans(url)]
+    options = _option_spans(url)
+    spans = [*_userinfo_spans(url, options), *options]
     if not spans:
         return url
     secrets.extend(url[start:end] for start, end in spans)
@@ -78,21 +89,27 @@ def _mask(url: str, secrets: list[str]) -> str:
     return "".join(parts)
 
 
-def _userinfo_spans(url: str) -> list[tuple[int, int]]:
-    """The password of the user info: from its first ``:`` to the last ``@``, or all of
-    it when it has no ``:`` or when its user part holds an ``@`` (which may be a lone
-    password followed by an ``@`` of the path or query)."""
+def _userinfo_spans(url: str, options: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The password of the user info: from its first ``:`` to the last ``@`` (even one
+    in a query value: the value is masked as an option as well), or all of it when it
+    has no ``:``, when its user part holds an ``@`` (which may be a lone password
+    followed by an ``@`` of the path or query) or when that ``:`` is in the value of a
+    secret option (masked, it would not split the masked URL the same way)."""
     scheme = _SCHEME.match(url)
     if scheme is None:
         return []
     start = scheme.end()
     at = url.rfind("@", start)
-    if at < 0 or url.startswith("/", start):  # no user info, or no authority
-        return []
+    if at < 0 or (url.startswith("/", start) and _names_a_file(scheme.group(1))):
+        return []  # no user info, or a path ("sqlite:///a@b.db")
     colon = url.find(":", start, at)
-    if colon < 0 or "@" in url[start:colon]:
+    if colon < 0 or "@" in url[start:colon] or any(v <= colon < e for v, e in options):
         return [(start, at)]
     return [(colon + 1, at)]
+
+
+def _names_a_file(scheme: str) -> bool:
+    return not _FILE_SCHEMES.isdisjoint(scheme.lower().split("+"))
 
 
 def _option_spans(url: str) -> list[tuple[int, int]]:

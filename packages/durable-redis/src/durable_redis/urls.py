@@ -1,11 +1,17 @@
-"""``db=`` URLs of the Redis store: our own options, and masking passwords for messages."""
+"""``db=`` URLs of the Redis store: our own options, and the URLs redis-py would misread.
+
+Passwords are masked by :func:`durable.urls.mask_url`, the one rule of every package,
+re-exported here under the same name."""
 
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
-from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+
+from durable.urls import MASK as MASK
+from durable.urls import mask_url as mask_url
 
 #: Query options read by the store; every other option goes to redis-py unchanged.
 STORE_OPTIONS = ("ttl", "prefix")
@@ -15,9 +21,6 @@ DEFAULT_TTL = 86400.0
 
 #: ``?ttl=`` values meaning "no expiry".
 _NO_EXPIRY = ("", "0", "none", "never")
-
-#: What a masked secret is shown as.
-MASK = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,108 +95,31 @@ def store_options_in(url: str) -> list[str]:
     return [key for key, _ in parse_qsl(urlsplit(url).query) if key in STORE_OPTIONS]
 
 
-# -- masking -------------------------------------------------------------------------------
+# -- URLs redis-py would misread -------------------------------------------------------------
 
+#: ``scheme://`` at the start of a URL (masking is :func:`durable.urls.mask_url`'s).
 _SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")
-#: An option's start: a separator, its name and ``=``.
-_OPTION = re.compile(r"[?#&;]([^=?#&;]*)=")
-#: Options whose values are secrets (the name ends with one of these).
-_SECRET_NAMES = ("password", "passwd", "pass", "pwd", "secret", "token", "apikey", "api_key")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password and secret options shown as ``***``; never raises.
-
-    Written for URLs whose passwords hold any character, unescaped ``@ : / ? # &``
-    included (redis-py cannot use such a URL, and says so in an error that must not
-    show it):
-
-    - user info: everything between ``//`` and the *last* ``@`` (``unix:///a@b.sock``
-      has none: a path follows the ``//``). Everything after its
-      first ``:`` is masked; without a ``:`` it may be a password written alone
-      (``redis://secret@host``), masked whole;
-    - the value of each option whose name ends in ``password``, ``pass``, ``pwd``,
-      ``secret``, ``token`` or ``api_key`` (``?password=...``), up to the next ``&``.
-
-    Both rules apply to the whole URL and their masks are merged, so an ambiguous URL
-    (an ``@`` in a query value) shows less rather than a secret; only an ``@`` in the
-    value of a secret option after the netloc (``/0?password=p@ss``) ends no user info.
-    """
-    try:
-        return _mask(url if isinstance(url, str) else str(url))  # pyright: ignore[reportUnnecessaryIsInstance]
-    except Exception:  # an object whose str() fails: show nothing of it
-        return MASK
-
-
-class _Layout:
-    """Where the parts of a URL are, as the masking rules read them."""
-
-    __slots__ = ("at", "netloc_end", "options", "start")
-
-    def __init__(self, url: str) -> None:
-        scheme = _SCHEME.match(url)
-        #: Where the authority starts (after "scheme://"; 0 without a scheme).
-        self.start = start = scheme.end() if scheme else 0
-        # Where urllib (so redis-py) ends the netloc: a valid URL's options come after it.
-        ends = [i for i in (url.find(c, start) for c in "/?#") if i >= 0]
-        self.netloc_end = netloc_end = min(ends, default=len(url))
-        #: The secret options: (option start, value start, value end).
-        self.options: list[tuple[int, int, int]] = []
-        for option in _OPTION.finditer(url, start):
-            if _is_secret(option.group(1)):
-                end = url.find("&", option.end())
-                self.options.append((option.start(), option.end(), len(url) if end < 0 else end))
-        #: The "@" ending the user info, or -1. A unix:/// URL has a path, no authority.
-        self.at = at = -1
-        if not (scheme and scheme.group().strip().lower() == "unix://" and url[start:][:1] == "/"):
-            # The last "@" ends the user info, unless it is in the value of a secret
-            # option of the query (?password=p@ss), which is masked as an option.
-            at = url.rfind("@", start)
-            while at >= 0 and any(o >= netloc_end and v <= at < e for o, v, e in self.options):
-                at = url.rfind("@", start, at)
-            self.at = at
 
 
 def misread_user_info(url: str) -> bool:
     """Whether urllib (so redis-py) would read part of ``url``'s password as its host,
-    port or path: the user info holds a raw ``/``, ``?`` or ``#``. An ``@`` in a query
-    value (``?client_name=me@host``) is not taken for one: the text between holds ``=``.
-    """
+    port or path: the user info holds a raw ``/``, ``?`` or ``#``, so an ``@`` follows
+    the end of urllib's netloc (its first ``/ ? #``). An ``@`` in a query value
+    (``?client_name=me@host``, ``?password=p@ss``) is not taken for one: an ``=``
+    comes before it. ``unix:///a@b.sock`` has a path, no user info."""
     try:
-        layout = _Layout(url)
+        scheme = _SCHEME.match(url)
+        start = scheme.end() if scheme else 0
+        if scheme and scheme.group().strip().lower() == "unix://" and url[start:][:1] == "/":
+            return False
+        ends = [i for i in (url.find(c, start) for c in "/?#") if i >= 0]
+        if not ends:
+            return False
+        netloc_end = min(ends)
+        at = url.find("@", netloc_end)
+        return at >= 0 and "=" not in url[netloc_end:at]
     except Exception:
         return False
-    return layout.at > layout.netloc_end and "=" not in url[layout.netloc_end : layout.at]
-
-
-def _mask(url: str) -> str:
-    layout = _Layout(url)
-    start, at = layout.start, layout.at
-    hidden: list[tuple[int, int]] = []
-    if at >= 0:
-        colon = url.find(":", start, at)
-        hidden.append((start if colon < 0 else colon + 1, at))
-    # An option inside the user info (a password holding "&password=") is its text.
-    hidden += [(v, e) for o, v, e in layout.options if o > at]
-    if not hidden:
-        return url
-    merged: list[list[int]] = []
-    for begin, end in sorted(hidden):
-        if merged and begin <= merged[-1][1]:  # overlaps or touches the one before
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([begin, end])
-    shown: list[str] = []
-    position = 0
-    for begin, end in merged:
-        shown += (url[position:begin], MASK)
-        position = end
-    shown.append(url[position:])
-    return "".join(shown)
-
-
-def _is_secret(name: str) -> bool:
-    return unquote(name).strip().lower().replace("-", "_").endswith(_SECRET_NAMES)
 
 
 def _join(parts: SplitResult) -> str:
