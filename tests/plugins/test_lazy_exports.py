@@ -97,3 +97,25 @@ def test_import_durable_loads_no_plugin_and_no_entry_point_machinery() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_plugins_entry_point_is_what_makes_its_name_importable_from_durable() -> None:
+    # Core keeps no table of installed packages: the example store, a third party,
+    # exports its class through its durable.stores entry point like ours do.
+    from durable import JsonDirStore  # type: ignore[attr-defined]
+    from durable_example_store import JsonDirStore as Direct
+
+    assert JsonDirStore is Direct
+
+
+def test_an_unknown_name_imports_no_plugin() -> None:
+    code = (
+        "import sys, durable\n"
+        "for name in ('NoSuchThing', '_private', 'durable_toolz'):\n"
+        "    try: getattr(durable, name)\n"
+        "    except AttributeError: pass\n"
+        "print(sorted(m for m in ('durable_sqlite', 'durable_redis', 'durable_pydantic_ai', "
+        "'pydantic_ai') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -66,8 +66,10 @@ if TYPE_CHECKING:  # the plugin packages' names, for type checkers
 
 __version__ = "0.3.0"
 
-# Names that live in plugin packages: (module, pip requirement that provides it).
-_PLUGIN_EXPORTS: dict[str, tuple[str, str]] = {
+# The seed's import paths of names that now live in plugin packages, for the hint when
+# the plugin is not installed: (its module, the pip requirement that provides it). An
+# installed plugin is found through its entry point instead (plugins.plugin_export).
+_SEED_PATHS: dict[str, tuple[str, str]] = {
     "SQLiteStore": ("durable_sqlite", "python-durable"),
     "RedisStore": ("durable_redis", "python-durable[redis]"),
     "DurableAgent": ("durable_pydantic_ai", "python-durable[pydantic-ai]"),
@@ -78,14 +80,22 @@ _PLUGIN_EXPORTS: dict[str, tuple[str, str]] = {
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _PLUGIN_EXPORTS:
+    if name.startswith("_"):  # private and dunder lookups (copy, pickle, pytest ...)
         raise AttributeError(f"module 'durable' has no attribute {name!r}")
-    return import_plugin_attr(name, *_PLUGIN_EXPORTS[name])
+    return import_plugin_attr(name, *_SEED_PATHS.get(name, ("", "")))
 
 
 def import_plugin_attr(name: str, module: str, requirement: str) -> Any:
-    """Import ``name`` from a plugin package, or say what to install."""
-    try:
+    """``name`` from the installed plugin that exports it (through its entry point), or
+    the seed path's install hint, or AttributeError."""
+    from .plugins import plugin_export
+
+    found, value = plugin_export(name, module)
+    if found:
+        return value
+    if not module:
+        raise AttributeError(f"module 'durable' has no attribute {name!r}")
+    try:  # installed without its entry points (a copy on the path): the seed's import
         plugin = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name != module:

@@ -120,6 +120,40 @@ def installed_plugins() -> list[PluginInfo]:
     return found
 
 
+def plugin_export(name: str, module: str = "") -> tuple[bool, object]:
+    """``(found, value)`` of a name an installed plugin exports through ``durable``:
+    the object an entry point of ``durable.stores`` or ``durable.integrations`` names
+    by attribute (``durable_sqlite:SQLiteStore`` gives ``SQLiteStore``), or a name of
+    ``module`` when an entry point names that module (``durable_pydantic_ai``). The
+    entry points are matched by their text, so nothing is imported for a name no
+    plugin gives. A plugin whose own module is missing counts as not installed; any
+    other import error is the plugin's, and raised."""
+    for group in (STORES_GROUP, INTEGRATIONS_GROUP):
+        for ep in _installed_entry_points(group):
+            target, _, attr = (part.strip() for part in ep.value.partition(":"))
+            if attr == name or (module and target == module and not attr):
+                found, value = _import_attr(target, name)
+                if found:
+                    return True, value
+    return False, None
+
+
+def _import_attr(module: str, name: str) -> tuple[bool, object]:
+    found, plugin = _import_module(module)
+    return (True, getattr(plugin, name)) if found else (False, None)
+
+
+def _import_module(module: str) -> tuple[bool, object]:
+    import importlib
+
+    try:
+        return True, importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise  # the plugin is there, a dependency of it is not: its error, as is
+        return False, None
+
+
 def _store_entry_points() -> dict[str, list[metadata.EntryPoint]]:
     global _entry_points
     if _entry_points is None:
