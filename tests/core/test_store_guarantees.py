@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from durable import InMemoryStore, Store, StoreGuaranteeWarning, Workflow
-from durable.runner import _warned  # pyright: ignore[reportPrivateUsage]
+from durable.capabilities import _warned  # pyright: ignore[reportPrivateUsage]
 
 
 class SeedStore(Store):

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import os
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .calls import AwaitGraph, Call, InFlight, refuse_self_call
+from .capabilities import fences_writes, warn_about_missing_guarantees
 from .context import RunContext, active_run
 from .errors import (
     DurableError,
@@ -20,7 +18,6 @@ from .errors import (
     RunCancelledError,
     RunFailedError,
     SerializationError,
-    StoreGuaranteeWarning,
 )
 from .faults import fault_point
 from .identity import check_identity
@@ -364,58 +361,6 @@ class _Heartbeat:
         self._handle.cancel()
         if self._renewal is not None:
             self._renewal.cancel()
-
-
-_warned: set[type[Store]] = set()
-
-
-@functools.cache
-def _fencing_of(kind: type[Store]) -> bool:
-    """A store class fences when it says so and its write methods take ``owner=``: a
-    subclass written before 0.4 may override ``checkpoint_step`` without it."""
-    return kind.fences_writes and all(
-        _takes_owner(getattr(kind, name)) for name in ("checkpoint_step", "record_attempt")
-    )
-
-
-def _takes_owner(method: Callable[..., Any]) -> bool:
-    try:
-        parameters = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):  # no signature to read: trust the declaration
-        return True
-    return any(p.name == "owner" or p.kind is p.VAR_KEYWORD for p in parameters)
-
-
-def fences_writes(store: Store) -> bool:
-    """Whether the engine passes ``owner=`` to ``store``'s writes (see Store.fences_writes)."""
-    return _fencing_of(type(store))
-
-
-def warn_about_missing_guarantees(store: Store) -> None:
-    """Say once per store class what a store that declares less cannot promise."""
-    kind = type(store)
-    if kind in _warned or (kind.records_runs and _fencing_of(kind)):
-        return
-    _warned.add(kind)
-    if kind.fences_writes and kind.records_runs:
-        lacks = (
-            "declares fences_writes, but overrides checkpoint_step or record_attempt "
-            "without the owner= keyword, so its writes are not fenced: an owner paused "
-            "past its lease can overwrite the checkpoints of the process that took its run "
-            "over; add `*, owner: str | None = None` and pass it on"
-        )
-    elif not kind.records_runs:
-        lacks = (
-            "keeps no run records: runs are not leased, so two processes may execute one "
-            "run at once; a completed run's body runs again (its steps replayed); get_run, "
-            "list_runs, cancel, resume and recover are not available"
-        )
-    else:
-        lacks = (
-            "does not fence writes (fences_writes): an owner paused past its lease can "
-            "overwrite the checkpoints of the process that took its run over"
-        )
-    warnings.warn(f"{kind.__qualname__} {lacks}", StoreGuaranteeWarning, stacklevel=2)
 
 
 def _refuse_unstorable(run_id: object) -> None:
