@@ -155,3 +155,19 @@ async def test_an_unreachable_server_error_shows_no_password() -> None:
     assert encoded not in str(info.value)
     assert "redis://app:***@127.0.0.1:" in str(info.value)
     await store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://secret/x=@host:6379/0",  # a base64 password: "/" then "=" before the "@"
+        "redis://:6379/x=y@host/0",
+    ],
+)
+def test_an_equals_sign_before_any_query_does_not_excuse_a_misread_password(url: str) -> None:
+    # urllib reads "secret" as the host: the store would connect to the wrong server,
+    # without a password and without an error.
+    from durable_redis.urls import misread_user_info
+
+    assert misread_user_info(url)
+    assert not misread_user_info("redis://host/0?client_name=me@there")  # a query value

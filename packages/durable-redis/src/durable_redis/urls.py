@@ -83,10 +83,6 @@ def split_url(url: str) -> StoreUrl:
         raise ValueError(
             f"{where}: ttl must be seconds or 'none' (no expiry), not {raw_ttl!r}"
         ) from None
-    if not math.isfinite(ttl) or ttl < 0:
-        raise ValueError(
-            f"{where}: ttl must be positive finite seconds, or 'none' (no expiry), not {raw_ttl!r}"
-        )
     return StoreUrl(connect_url, checked_ttl(ttl, where), prefix)
 
 
@@ -117,7 +113,12 @@ def misread_user_info(url: str) -> bool:
             return False
         netloc_end = min(ends)
         at = url.find("@", netloc_end)
-        return at >= 0 and "=" not in url[netloc_end:at]
+        if at < 0:
+            return False
+        # An "=" excuses the "@" only inside the query (or fragment): a password such
+        # as "secret/x=" puts its "=" before any "?", and is still misread.
+        query = min((i for i in (url.find(c, netloc_end, at) for c in "?#") if i >= 0), default=-1)
+        return query < 0 or "=" not in url[query:at]
     except Exception:
         return False
 
