@@ -53,33 +53,35 @@ def forget_warnings() -> None:
     _warned.clear()
 
 
+async def guarantee_warnings(store: Store) -> list[str]:
+    """Run a one-step workflow on ``store``; the StoreGuaranteeWarnings it gave."""
+    wf = Workflow("app", db=store)
+
+    @wf.task
+    async def one() -> int:
+        return 1
+
+    @wf.workflow(id="r")
+    async def flow() -> int:
+        return await one()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert await flow() == 1
+    await wf.close()
+    return [str(w.message) for w in caught if issubclass(w.category, StoreGuaranteeWarning)]
+
+
 @pytest.mark.parametrize(
     ("store", "says"),
     [(SeedStore, "keeps no run records"), (UnfencedStore, "does not fence writes")],
 )
 async def test_a_store_lacking_a_guarantee_says_so_once(store: type[Store], says: str) -> None:
-    for _ in range(2):
-        wf = Workflow("app", db=store())
-
-        @wf.task
-        async def one() -> int:
-            return 1
-
-        @wf.workflow(id="r")
-        async def flow() -> int:
-            return await one()
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            assert await flow() == 1
-        guarantees = [w for w in caught if issubclass(w.category, StoreGuaranteeWarning)]
-        if _ == 0:
-            assert len(guarantees) == 1
-            assert store.__qualname__ in str(guarantees[0].message)
-            assert says in str(guarantees[0].message)
-        else:
-            assert guarantees == []  # once per store class and process
-        await wf.close()
+    first = await guarantee_warnings(store())
+    assert len(first) == 1
+    assert store.__qualname__ in first[0]
+    assert says in first[0]
+    assert await guarantee_warnings(store()) == []  # once per store class and process
 
 
 async def test_a_store_with_every_guarantee_says_nothing() -> None:
@@ -106,19 +108,6 @@ class OldOverrideStore(InMemoryStore):
 async def test_a_subclass_overriding_a_write_without_owner_keeps_working_unfenced() -> None:
     # It inherits fences_writes = True; passing it owner= would be a TypeError in every
     # step. The engine reads the signature, writes unfenced, and says so once.
-    wf = Workflow("app", db=OldOverrideStore())
-
-    @wf.task
-    async def one() -> int:
-        return 1
-
-    @wf.workflow(id="r")
-    async def flow() -> int:
-        return await one()
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert await flow() == 1
-    messages = [str(w.message) for w in caught if issubclass(w.category, StoreGuaranteeWarning)]
+    messages = await guarantee_warnings(OldOverrideStore())
     assert len(messages) == 1
     assert "overrides checkpoint_step or record_attempt without the owner= keyword" in messages[0]

@@ -17,7 +17,6 @@ completed steps replay from the store, only the rest runs.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from .backoff import BackoffStrategy, constant, exponential, linear
@@ -88,18 +87,16 @@ def __getattr__(name: str) -> Any:
 def import_plugin_attr(name: str, module: str, requirement: str) -> Any:
     """``name`` from the installed plugin that exports it (through its entry point), or
     the seed path's install hint, or AttributeError."""
-    from .plugins import plugin_export
+    from .plugins import import_module, plugin_export
 
     found, value = plugin_export(name, module)
     if found:
         return value
     if not module:
         raise AttributeError(f"module 'durable' has no attribute {name!r}")
-    try:  # installed without its entry points (a copy on the path): the seed's import
-        plugin = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
+    # Installed without its entry points (a copy on the path): the seed's import.
+    found, plugin = import_module(module)
+    if not found:
         raise MissingPluginError(
             f"durable.{name} comes from the {module.replace('_', '-')} package, which is "
             f'not installed: pip install "{requirement}"'

@@ -147,9 +147,12 @@ def holds_run(record: RunRecord | None, owner: str) -> bool:
     return record is not None and record.status == "running" and record.owner == owner
 
 
-def stale_write(run_id: str, what: str) -> LeaseLostError:
-    """The error of a fenced write refused: ``what`` (``"step 'charge'"``) was not kept."""
+def stale_write(
+    run_id: str, what: str, why: str = "another owner holds the run now"
+) -> LeaseLostError:
+    """The error of a fenced write refused: ``what`` (``"step 'charge'"``) was not kept,
+    ``why`` says what the store found instead of the writer holding the run."""
     return LeaseLostError(
-        f"run {run_id!r}: {what} was not recorded: another owner holds the run now "
-        "(this process lost its lease, paused or cut off past it), and only its writes count"
+        f"run {run_id!r}: {what} was not recorded: {why} (this process lost its lease, "
+        "paused or cut off past it), and only the owner's writes count"
     )

@@ -110,7 +110,7 @@ class Workflow:
             self._store,
             new_owner_id(),
             lease_seconds=lease_seconds,
-            wait_poll=positive_seconds("wait_poll", WAIT_POLL),
+            wait_poll=WAIT_POLL,
             max_recoveries=max_recoveries,
         )
         self._runs = RunManager(self._executor)

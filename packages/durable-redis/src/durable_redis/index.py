@@ -87,7 +87,7 @@ async def scan_page(
     try:
         while True:
             rows: list[tuple[Any, float]] = await _loose(client).zrangebyscore(
-                index, repr(low) if low != -math.inf else "-inf", "+inf",
+                index, repr(low), "+inf",
                 start=offset, num=BATCH, withscores=True,
             )  # fmt: skip
             if not rows:

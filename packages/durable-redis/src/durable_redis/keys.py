@@ -79,7 +79,7 @@ class KeyLayout:
 
     def run_keys(self, run_id: str) -> tuple[str, str]:
         """The run's hash and its attempts hash: the two keys every script takes."""
-        run = f"{self.prefix}:{{{hash_tag(run_id)}}}"
+        run = self.run_key(run_id)
         return run, run + ATTEMPTS_SUFFIX
 
     def attempts_key(self, run_id: str) -> str:

@@ -270,7 +270,7 @@ if status == 'running' or status == 'failed' then
     redis.call('HSET', run, 'cancel_requested', '1', 'updated', stamp(now))
   else
     redis.call('HSET', run, 'status', 'cancelled', 'error', 'cancelled', 'updated', stamp(now))
-    redis.call('HDEL', run, 'cancel_requested')
+    redis.call('HDEL', run, 'cancel_requested', 'finished_by')
   end
   touch()
 end
@@ -287,7 +287,7 @@ if not status then return {0, {}} end
 if status == 'failed' or status == 'cancelled' or status == 'dead' then
   redis.call('HSET', run, 'status', 'running', 'updated', stamp(clock()))
   redis.call('HDEL', run, 'owner', 'lease', 'cancel_requested', 'recoveries',
-             'recoveries_without_progress')
+             'recoveries_without_progress', 'finished_by')
   touch()
 end
 return {1, record()}

@@ -16,6 +16,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from durable.errors import LeaseLostError
+from durable.records import stale_write
 from durable.store import (
     FinalStatus,
     RunClaim,
@@ -271,11 +272,7 @@ class RedisStore(Store):
             why = f"another owner holds the run now ({holder})"
         else:
             why = "no owner holds the run now (it was released or reopened)"
-        return LeaseLostError(
-            f"run {run_id!r}: {what} was not recorded: {why}; this process lost the run "
-            "(its lease ran out while it was paused or cut off), and only the owner's "
-            "writes count"
-        )
+        return stale_write(run_id, what, why)
 
     # -- signals ----------------------------------------------------------------------------
 
