@@ -1,0 +1,5 @@
+"""The PostgreSQL store of python-durable (see the package README)."""
+
+from .store import PostgresStore
+
+__all__ = ["PostgresStore"]

@@ -1,0 +1,158 @@
+"""Connections: a pool per event loop, retries across connection loss, clear errors.
+
+A pool belongs to the event loop that made it, so the store keeps one per loop (a
+second ``asyncio.run()`` gets a pool of its own; a user's pool is used as it is).
+
+A dropped connection, a restarting server or a failover pause is retried for
+``retry_seconds``, then fails with a :class:`~durable.errors.StoreError` naming the
+cause. Before the store has ever connected, nothing is retried: a wrong password, an
+unknown database or an unreachable host is reported at once. A statement whose
+connection broke while it was in flight may or may not have committed: the operation
+is run again with ``retrying=True``, and each operation then re-reads what it wrote
+before it writes (see ``PostgresStore``): its outcome is read, never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from durable.errors import StoreError
+from durable.urls import mask_urls_in
+
+T = TypeVar("T")
+
+#: A connection of the store's: one of its own, or one lent by a pool.
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+#: Errors after which the same operation may succeed on a new connection.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was cut
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash, "cannot connect now"
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # "connection is closed" (a connection the server dropped)
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+)
+#: Errors of opening a pool: any of the above, or one the server sent (a password).
+CONNECT_FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *TRANSIENT)
+#: Errors of closing a pool cleanly; it is then dropped.
+CLOSE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT)
+
+
+class Connector:
+    """Gives operations a connection, and retries them across connection loss."""
+
+    def __init__(
+        self,
+        dsn: str | None,
+        *,
+        pool: asyncpg.Pool | None,
+        min_size: int,
+        max_size: int,
+        retry_seconds: float,
+        connect_timeout: float,
+        shown_as: str,
+    ) -> None:
+        self._dsn = dsn
+        self._own_pools = pool is None
+        self._pool = pool
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._min_size, self._max_size = min_size, max_size
+        self.retry_seconds = retry_seconds
+        self._connect_timeout = connect_timeout
+        self.shown_as = shown_as  # the masked DSN, for messages
+        self._opening: asyncio.Lock | None = None
+
+    async def pool(self) -> asyncpg.Pool:
+        """The pool of the running event loop, made on first use."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        if pool is not None and (not self._own_pools or self._pool_loop is loop):
+            return pool
+        if self._opening is None or self._pool_loop is not loop:
+            self._opening, self._pool_loop = asyncio.Lock(), loop
+            self._abandon(pool)
+            self._pool = None
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await self._make_pool()
+        return self._pool
+
+    async def _make_pool(self) -> asyncpg.Pool:
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=self._connect_timeout,
+            )
+        except CONNECT_FAILURES as exc:
+            raise self.error("connect", exc) from None
+        return pool
+
+    async def listen_connection(self) -> Conn:
+        """A connection held for LISTEN: one of its own, or one taken from the user's
+        pool (it then holds one of that pool's connections until :meth:`hang_up`)."""
+        if self._dsn is None:
+            return await (await self.pool()).acquire()
+        connection: Conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+        return connection
+
+    async def hang_up(self, conn: Conn) -> None:
+        """Close (or give back to the user's pool) a :meth:`listen_connection`."""
+        if isinstance(conn, PoolConnectionProxy) and self._pool is not None:
+            await self._pool.release(conn)
+        else:
+            await conn.close()
+
+    async def run(self, what: str, op: Callable[[Conn, bool], Awaitable[T]]) -> T:
+        """``op(connection, retrying)`` on a pooled connection; retried on connection loss
+        (``retrying`` True) for ``retry_seconds``, else a StoreError naming ``what``."""
+        deadline = time.monotonic() + self.retry_seconds
+        retrying = False
+        delay = 0.02
+        while True:
+            pool = await self.pool()
+            try:
+                async with pool.acquire() as conn:
+                    return await op(conn, retrying)
+            except TRANSIENT as exc:
+                if time.monotonic() + delay > deadline:
+                    raise self.error(what, exc, retried=True) from None
+            except asyncpg.PostgresError as exc:
+                raise self.error(what, exc) from None
+            retrying = True
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+    def error(self, what: str, exc: BaseException, *, retried: bool = False) -> StoreError:
+        cause = str(exc) or type(exc).__name__
+        cause = mask_urls_in(f"{type(exc).__name__}: {cause}", self._dsn)
+        after = f" (retried for {self.retry_seconds:g} s)" if retried else ""
+        return StoreError(f"{self.shown_as}: could not {what}{after}: {cause}")
+
+    async def close(self) -> None:
+        pool, self._pool, self._opening = self._pool, None, None
+        if pool is None or not self._own_pools:
+            self._pool = pool  # the user's pool: theirs to close
+            return
+        if self._pool_loop is asyncio.get_running_loop():
+            try:
+                await asyncio.wait_for(pool.close(), 5)
+            except CLOSE_FAILURES:
+                pool.terminate()
+        else:
+            self._abandon(pool)
+
+    def _abandon(self, pool: asyncpg.Pool | None) -> None:
+        # A pool of another (perhaps closed) loop cannot be awaited: drop its sockets.
+        if pool is not None and self._own_pools:
+            pool.terminate()
