@@ -93,6 +93,7 @@ class Connector:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 timeout=self._connect_timeout,
+                reset=_keep_session,
             )
         except CONNECT_FAILURES as exc:
             raise self.error("connect", exc) from None
@@ -156,3 +157,10 @@ class Connector:
         # A pool of another (perhaps closed) loop cannot be awaited: drop its sockets.
         if pool is not None and self._own_pools:
             pool.terminate()
+
+
+async def _keep_session(conn: Conn) -> None:
+    """A pooled connection goes back as it is: asyncpg's default reset sends a query
+    (``RESET ALL; UNLISTEN * ...``), one more round trip after every operation, and the
+    store leaves no session state to reset (its transactions end, its advisory locks
+    are transaction-level, it listens on a connection of its own)."""
