@@ -138,6 +138,7 @@ def test_the_metapackage_extras_pin_their_plugins_exactly(metapackage) -> None:
     version = durable.__version__
     assert set(metapackage.metadata.get_all("Provides-Extra") or []) == {
         "redis",
+        "postgres",
         "pydantic-ai",
         "all",
     }
@@ -147,12 +148,17 @@ def test_the_metapackage_extras_pin_their_plugins_exactly(metapackage) -> None:
             for r in metapackage.requirements
             if r.marker is not None and r.marker.evaluate({"extra": extra})
         }
-        for extra in ("redis", "pydantic-ai", "all")
+        for extra in ("redis", "postgres", "pydantic-ai", "all")
     }
     assert extras == {
         "redis": {f"durable-redis=={version}"},
+        "postgres": {f"durable-postgres=={version}"},
         "pydantic-ai": {f"durable-pydantic-ai=={version}"},
-        "all": {f"durable-redis=={version}", f"durable-pydantic-ai=={version}"},
+        "all": {
+            f"durable-redis=={version}",
+            f"durable-postgres=={version}",
+            f"durable-pydantic-ai=={version}",
+        },
     }
 
 

@@ -38,6 +38,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.InterfaceError,  # "connection is closed" (a connection the server dropped)
+    # A connection whose server went away while it was idle can be left in a state
+    # where its next statement fails like this; it is dropped and the operation retried.
+    asyncpg.exceptions.InternalClientError,
     OSError,  # refused, reset, unreachable
     TimeoutError,
 )
@@ -124,7 +127,11 @@ class Connector:
             pool = await self.pool()
             try:
                 async with pool.acquire() as conn:
-                    return await op(conn, retrying)
+                    try:
+                        return await op(conn, retrying)
+                    except TRANSIENT:
+                        conn.terminate()  # never lend a connection in doubt again
+                        raise
             except TRANSIENT as exc:
                 if time.monotonic() + delay > deadline:
                     raise self.error(what, exc, retried=True) from None
