@@ -74,6 +74,12 @@ class Connector:
         self.shown_as = shown_as  # the masked DSN, for messages
         self._opening: asyncio.Lock | None = None
 
+    def max_size(self) -> int:
+        """How many connections the pool lends at once."""
+        if self._pool is not None and not self._own_pools:
+            return self._pool.get_max_size()
+        return self._max_size
+
     async def pool(self) -> asyncpg.Pool:
         """The pool of the running event loop, made on first use."""
         loop = asyncio.get_running_loop()

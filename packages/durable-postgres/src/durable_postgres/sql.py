@@ -103,6 +103,43 @@ SELECT (SELECT ok FROM allowed), coalesce((SELECT cancel_requested FROM run), fa
 """
 
 
+def _checkpoint_batch(s: str) -> str:
+    # _checkpoint for many steps at once (one round trip, one commit): row n of the
+    # answer is the outcome of input n. The runs' rows are locked in run id order, so
+    # two batches that share runs cannot deadlock on them. A batch never holds one
+    # (run id, step id) twice (the batcher keeps such a step for the next batch).
+    return f"""
+WITH input AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])
+    WITH ORDINALITY AS c(run_id, step_id, result, attempt, owner, n)
+),
+run AS (
+  SELECT run_id, status, owner, cancel_requested FROM {s}.runs
+  WHERE run_id IN (SELECT run_id FROM input) ORDER BY run_id FOR UPDATE
+),
+allowed AS (
+  SELECT input.*, input.owner IS NULL OR (run.status = 'running' AND run.owner = input.owner)
+      AS ok,
+    coalesce(run.cancel_requested, false) AS cancel_requested, run.status AS run_status
+  FROM input LEFT JOIN run USING (run_id)
+),
+saved AS (
+  INSERT INTO {s}.steps (run_id, step_id, result, attempt, created_at)
+  SELECT run_id, step_id, result, attempt, {NOW} FROM allowed WHERE ok
+  ON CONFLICT (run_id, step_id) DO UPDATE SET result = excluded.result,
+    attempt = excluded.attempt, created_at = excluded.created_at,
+    seq = nextval('{s}.step_order')
+  RETURNING 1
+),
+progressed AS (
+  UPDATE {s}.runs SET recoveries_without_progress = 0, version = version + 1
+  WHERE run_id IN (SELECT run_id FROM allowed WHERE ok) AND recoveries_without_progress > 0
+  RETURNING 1
+)
+SELECT ok, cancel_requested, run_status FROM allowed ORDER BY n
+"""
+
+
 def _record_attempt(s: str) -> str:
     # Fenced like a checkpoint; attempts live with the run's record (a run without one
     # keeps none, like durable.datastore's rule), so the record's version goes up too.
@@ -161,6 +198,7 @@ class Statements:
     schema: str
     claim: str
     checkpoint: str
+    checkpoint_batch: str
     record_attempt: str
     request_cancel: str
     get_step: str
@@ -201,6 +239,7 @@ class Statements:
             schema=schema,
             claim=_claim(s),
             checkpoint=_checkpoint(s),
+            checkpoint_batch=_checkpoint_batch(s),
             record_attempt=_record_attempt(s),
             request_cancel=_request_cancel(s),
             get_step=f"SELECT result FROM {s}.steps WHERE run_id = $1 AND step_id = $2",

@@ -9,6 +9,8 @@ the primitives), so the two cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +27,7 @@ from durable.records import (
 )
 from durable.store import after_commit
 
+from .batches import Batcher, Checkpoint, Outcome
 from .connections import Conn
 from .data import PostgresData
 from .notify import channel, wake_key
@@ -61,18 +64,40 @@ class PostgresStore(PostgresData):
     async def checkpoint_step(
         self, run_id: str, step_id: str, result: Any, attempt: int = 1, *, owner: str | None = None
     ) -> bool:
-        value = json.dumps(result)
-
-        async def save(conn: Conn, retrying: bool) -> Any:
-            # Run again after a broken connection, the statement checks the fence anew
-            # and writes the same value: whether the first try committed does not matter.
-            return await conn.fetchrow(self._sql.checkpoint, run_id, step_id, value, attempt, owner)
-
-        allowed, cancel_requested, status = await self._run("save a step", save)
-        after_commit()
+        checkpoint = Checkpoint(run_id, step_id, json.dumps(result), attempt, owner)
+        allowed, cancel_requested, status = await self._batcher.checkpoint(checkpoint)
         if not allowed:
             raise stale_write(run_id, f"step {step_id!r}", why=_why_not_held(status))
         return not cancel_requested
+
+    @functools.cached_property
+    def _batcher(self) -> Batcher:
+        return Batcher(self._send_checkpoint, self._send_checkpoints, self._connector.max_size)
+
+    async def _send_checkpoint(self, c: Checkpoint) -> Outcome:
+        async def save(conn: Conn, retrying: bool) -> Any:
+            # Run again after a broken connection, the statement checks the fence anew
+            # and writes the same value: whether the first try committed does not matter.
+            return await conn.fetchrow(
+                self._sql.checkpoint, c.run_id, c.step_id, c.value, c.attempt, c.owner
+            )
+
+        what = f"save step {c.step_id!r} of run {c.run_id!r}"
+        allowed, cancel_requested, status = await self._run(what, save)
+        after_commit()
+        return allowed, cancel_requested, status
+
+    async def _send_checkpoints(self, batch: Sequence[Checkpoint]) -> Sequence[Outcome]:
+        columns = [
+            list(column) for column in zip(*(dataclasses.astuple(c) for c in batch), strict=True)
+        ]
+
+        async def save(conn: Conn, retrying: bool) -> Any:
+            return await conn.fetch(self._sql.checkpoint_batch, *columns)  # as above
+
+        rows = await self._run(f"save {len(batch)} steps", save)
+        after_commit()
+        return [(ok, cancel_requested, status) for ok, cancel_requested, status in rows]
 
     async def set_step(self, run_id: str, step_id: str, result: Any, attempt: int = 1) -> None:
         await self.checkpoint_step(run_id, step_id, result, attempt)
@@ -143,7 +168,7 @@ class PostgresStore(PostgresData):
                     return row
             raise StoreError(f"{self._connector.shown_as}: run {run_id!r} kept changing")
 
-        row = await self._run("claim a run", claim)
+        row = await self._run(f"claim run {run_id!r}", claim)
         after_commit()
         return RunClaim(row[0], run_record(row, 2), created=row[1])
 
@@ -189,7 +214,7 @@ class PostgresStore(PostgresData):
                 )
             )
 
-        finished = await self._run("record a run's outcome", finish)
+        finished = await self._run(f"record the outcome of run {run_id!r}", finish)
         after_commit()
         return finished
 
