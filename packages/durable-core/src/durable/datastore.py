@@ -104,6 +104,7 @@ class DataStore(Store):
 
     records_runs = True
     fences_writes = True
+    claims_orphans = True
 
     # -- the primitives -----------------------------------------------------------------
 
@@ -269,6 +270,27 @@ class DataStore(Store):
                     return RunClaim(True, claimed, created=True)
             elif await self._replace(data, claimed) is not None:
                 return RunClaim(True, claimed)
+
+    async def claim_orphans(
+        self, workflows: Sequence[str], *, owner: str, lease_seconds: float, limit: int = 100
+    ) -> Sequence[RunRecord]:
+        claimed: list[RunRecord] = []
+        for record in await self._all("running"):
+            if len(claimed) >= limit:
+                break
+            if record.workflow not in workflows or lease_is_live(record, time.time()):
+                continue
+            claim = await self.claim_run(
+                record.run_id,
+                record.workflow,
+                record.inputs,
+                owner=owner,
+                lease_seconds=lease_seconds,
+                input_digest=record.input_digest,
+            )
+            if claim.acquired:  # else another worker was first, or the run went on
+                claimed.append(claim.record)
+        return claimed
 
     async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
         def renewed(record: RunRecord) -> RunRecord | None:

@@ -142,16 +142,44 @@ class RunManager:
 
     async def _recover_orphans(self) -> dict[str, asyncio.Task[Any]]:
         started: dict[str, asyncio.Task[Any]] = {}
+        for record in await self._claimed_orphans():
+            await self._recover(record, started)
+        # What the store did not claim: every orphan of a store that cannot, and on any
+        # store a run whose owner died on this host while its lease was still live.
         for record in await self.orphans():
-            try:
-                started[record.run_id] = self.start_recovery(record)
-            except DurableError as exc:
-                # Without stored inputs it can never be restarted from the store: fail it
-                # (with the reason) so that it stops being an orphan.
-                log.error("run %s cannot be recovered: %s", record.run_id, exc)
-                store = await self._executor.ready_store()
-                await store.finish_run(record.run_id, "", "failed", error=str(exc))
+            await self._recover(record, started)
         return started
+
+    async def _claimed_orphans(self) -> list[RunRecord]:
+        """Expired runs the store took over for this process (Store.claim_orphans), so
+        that workers recovering at once take different runs instead of racing."""
+        store = await self._executor.ready_store()
+        if not type(store).claims_orphans or not self.workflows:
+            return []
+        claimed: list[RunRecord] = []
+        executor = self._executor
+        while True:
+            page = await store.claim_orphans(
+                list(self.workflows),
+                owner=executor.owner,
+                lease_seconds=executor.lease_seconds,
+                limit=SCAN_PAGE,
+            )
+            claimed.extend(page)
+            if len(page) < SCAN_PAGE:
+                return claimed
+
+    async def _recover(self, record: RunRecord, started: dict[str, asyncio.Task[Any]]) -> None:
+        if record.run_id in started or record.run_id in self._recovered:
+            return
+        try:
+            started[record.run_id] = self.start_recovery(record)
+        except DurableError as exc:
+            # Without stored inputs it can never be restarted from the store: fail it
+            # (with the reason) so that it stops being an orphan.
+            log.error("run %s cannot be recovered: %s", record.run_id, exc)
+            store = await self._executor.ready_store()
+            await store.finish_run(record.run_id, "", "failed", error=str(exc))
 
     def worker(self, poll: float) -> contextlib.AbstractAsyncContextManager[None]:
         """Recover at start and every ``poll`` seconds, until the block exits; a bad

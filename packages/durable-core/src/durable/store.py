@@ -51,6 +51,11 @@ class Store(ABC):
     #: Without it (the seed's seven methods only) a run is not leased, so two
     #: processes may execute it at once; the Workflow says so once at start.
     records_runs: ClassVar[bool] = False
+    #: Declared capability: :meth:`claim_orphans` takes expired runs over in the store
+    #: itself, so that workers recovering at once take different runs. Without it,
+    #: recovery scans the running runs and claims them one by one; a run is still
+    #: taken by one worker only, but the others find that out one claim at a time.
+    claims_orphans: ClassVar[bool] = False
 
     # -- the seed's minimal protocol ------------------------------------------------
 
@@ -276,6 +281,18 @@ class Store(ABC):
         so an old orphan is found however many runs are live. The default cannot page.
         """
         raise UnsupportedOperation(f"{type(self).__name__} cannot scan runs page by page")
+
+    async def claim_orphans(
+        self, workflows: Sequence[str], *, owner: str, lease_seconds: float, limit: int = 100
+    ) -> Sequence[RunRecord]:
+        """Take over up to ``limit`` running runs of ``workflows`` whose lease has run
+        out, oldest first, each as :meth:`claim_run` would take it (a recovery counted
+        when another owner left it running), and return their records as claimed.
+
+        Workers calling it at the same time get different runs (a run is claimed by
+        one of them). Declared by :attr:`claims_orphans`; the default cannot.
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} cannot claim orphaned runs")
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -169,6 +169,28 @@ SELECT (SELECT ok FROM allowed), (SELECT status FROM run)
 """
 
 
+def _claim_orphans(s: str) -> str:
+    # Expired runs of the workflows $1, oldest first, locked with SKIP LOCKED: workers
+    # recovering at once each lock, and so take over, different runs; a run another
+    # worker is claiming right now is skipped, not waited for. Counted as claim does.
+    recovered = "(r.owner IS NOT NULL AND r.owner <> $2)::int"
+    return f"""
+WITH clock AS (SELECT {NOW} AS now),
+orphans AS (
+  SELECT r.run_id FROM {s}.runs r, clock
+  WHERE r.status = 'running' AND r.workflow = ANY($1::text[]) AND NOT {_LIVE}
+  ORDER BY r.created_at, r.run_id LIMIT $4
+  FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE {s}.runs r SET owner = $2, lease_expires_at = clock.now + $3, updated_at = clock.now,
+  error = NULL, recoveries = r.recoveries + {recovered},
+  recoveries_without_progress = r.recoveries_without_progress + {recovered},
+  version = r.version + 1
+FROM clock, orphans WHERE r.run_id = orphans.run_id
+RETURNING {", ".join(f"r.{c}" for c in RUN_COLUMNS.split(", "))}
+"""
+
+
 def _request_cancel(s: str) -> str:
     # Executing (a live lease on the server's clock): ask it to stop; otherwise the run
     # is cancelled now. The notification wakes a waiter of the run at once.
@@ -197,6 +219,7 @@ class Statements:
 
     schema: str
     claim: str
+    claim_orphans: str
     checkpoint: str
     checkpoint_batch: str
     record_attempt: str
@@ -238,6 +261,7 @@ class Statements:
         return cls(
             schema=schema,
             claim=_claim(s),
+            claim_orphans=_claim_orphans(s),
             checkpoint=_checkpoint(s),
             checkpoint_batch=_checkpoint_batch(s),
             record_attempt=_record_attempt(s),

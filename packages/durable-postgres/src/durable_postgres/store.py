@@ -10,6 +10,7 @@ the primitives), so the two cannot drift apart unnoticed.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import json
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,8 @@ from .connections import Conn
 from .data import PostgresData
 from .notify import channel, wake_key
 from .sql import run_record
+
+_EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 
 #: How often a claim runs again after losing the race to create a new run (the loser
 #: sees neither its own insert nor the winner's row; the next try sees the row).
@@ -171,6 +174,21 @@ class PostgresStore(PostgresData):
         row = await self._run(f"claim run {run_id!r}", claim)
         after_commit()
         return RunClaim(row[0], run_record(row, 2), created=row[1])
+
+    async def claim_orphans(
+        self, workflows: Sequence[str], *, owner: str, lease_seconds: float, limit: int = 100
+    ) -> Sequence[RunRecord]:
+        async def claim(conn: Conn, retrying: bool) -> Any:
+            # Run again after a broken connection, runs a first try took (if it committed)
+            # hold this owner's lease, so they are not claimed twice; nobody renews it,
+            # and a later recovery pass takes them once it runs out.
+            sql = self._sql.claim_orphans
+            return await conn.fetch(sql, list(workflows), owner, lease_seconds, limit)
+
+        rows = await self._run("claim orphaned runs", claim)
+        after_commit()
+        records = [run_record(row) for row in rows]
+        return sorted(records, key=lambda r: (r.created_at or _EPOCH, r.run_id))
 
     async def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
         async def renew(conn: Conn, retrying: bool) -> Any:

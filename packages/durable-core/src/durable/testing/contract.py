@@ -14,6 +14,7 @@ from ._engine_ops import EngineOperationChecks
 from ._fencing import FencingChecks
 from ._harness import Capability, store_test
 from ._identity import IdentityChecks
+from ._orphans import OrphanChecks
 from ._persistence import PersistenceChecks
 from ._progress import MarkProgressChecks, ProgressChecks
 from ._runs import RunRecordChecks
@@ -30,6 +31,7 @@ class StoreContract(
     FencingChecks,
     RunRecordChecks,
     ScanChecks,
+    OrphanChecks,
     ControlChecks,
     ProgressChecks,
     MarkProgressChecks,
