@@ -56,6 +56,11 @@ class Store(ABC):
     #: recovery scans the running runs and claims them one by one; a run is still
     #: taken by one worker only, but the others find that out one claim at a time.
     claims_orphans: ClassVar[bool] = False
+    #: Declared capability: :meth:`wait_for_change` returns as soon as the run changes
+    #: (a signal delivered, a cancellation requested), so a waiting run learns of its
+    #: cancellation at once. Without it, a sleeping or waiting run notices a
+    #: cancellation at its next lease renewal (every third of the lease).
+    notifies_changes: ClassVar[bool] = False
 
     # -- the seed's minimal protocol ------------------------------------------------
 
@@ -218,6 +223,16 @@ class Store(ABC):
         harmless, and cancels the wait when the run ends, so it must stop promptly when
         cancelled. The default sleeps the whole ``max_wait`` (polling); a store with
         change notification (pub/sub, LISTEN/NOTIFY) returns as soon as the signal is set.
+        """
+        await asyncio.sleep(max_wait)
+
+    async def wait_for_change(self, run_id: str, max_wait: float) -> None:
+        """Return when the run may have changed (a signal delivered, a cancellation
+        requested, from any process), or after ``max_wait`` seconds.
+
+        Like :meth:`wait_for_signal`, waking early is harmless: the engine reads the
+        run after every return, and cancels the wait when it ends. Declared by
+        :attr:`notifies_changes`; the default sleeps the whole ``max_wait``.
         """
         await asyncio.sleep(max_wait)
 

@@ -12,8 +12,10 @@ sleep returns at once, a signal timeout takes only a payload already delivered, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 from .context import RESERVED_PREFIX, RunContext
@@ -24,6 +26,11 @@ from .settings import finite_seconds
 #: Stored as a signal's payload when its wait timed out first: the timeout and a late
 #: delivery race through the store's first-write-wins, so exactly one of them counts.
 TIMED_OUT = "$durable: timed out"
+
+#: How long one wait for a change of a waiting run lasts before it is renewed.
+_WATCH_SECONDS = 60.0
+
+log = logging.getLogger("durable")
 
 
 async def sleep_for(ctx: RunContext, seconds: float) -> None:
@@ -45,7 +52,8 @@ async def sleep_until(ctx: RunContext, wake_at: float) -> None:
             await ctx.record_step(step_id, {"wake_at": wake_at}, 1)
         if wake_at > time.time():
             await ctx.note_progress()
-        await ctx.pause_until(wake_at)
+        async with cancellation_watch(ctx):
+            await ctx.pause_until(wake_at)
 
 
 async def signal_deadline(ctx: RunContext, name: str, seconds: float | None) -> float | None:
@@ -89,7 +97,8 @@ async def wait_for_signal(
 ) -> Any:
     """Wait until signal ``name`` of the run is delivered, or the deadline passes."""
     with engine_section(ctx):
-        return await _wait_for_signal(ctx, name, event, poll, deadline)
+        async with cancellation_watch(ctx):
+            return await _wait_for_signal(ctx, name, event, poll, deadline)
 
 
 async def _wait_for_signal(
@@ -127,6 +136,41 @@ def _delivered(payload: Any, ctx: RunContext, name: str) -> Any:
 
 def _timed_out(ctx: RunContext, name: str) -> SignalTimeoutError:
     return SignalTimeoutError(f"signal {name!r} of run {ctx.run_id!r} timed out")
+
+
+@contextlib.asynccontextmanager
+async def cancellation_watch(ctx: RunContext) -> AsyncGenerator[None]:
+    """While a run waits, wake it as soon as it is cancelled from anywhere, on a store
+    that notifies changes (``Store.notifies_changes``); without one, the heartbeat
+    notices the cancellation at the next lease renewal."""
+    if not type(ctx.store).notifies_changes:
+        yield
+        return
+    watch = asyncio.ensure_future(_watch_for_cancellation(ctx))
+    try:
+        yield
+    finally:
+        watch.cancel()
+        watch.add_done_callback(_log_failure)
+
+
+def _log_failure(watch: asyncio.Future[None]) -> None:
+    if not watch.cancelled() and watch.exception() is not None:
+        log.warning("watching a waiting run for cancellation failed", exc_info=watch.exception())
+
+
+async def _watch_for_cancellation(ctx: RunContext) -> None:
+    store = ctx.store
+    while not ctx.cancel_requested:
+        try:
+            record = await store.get_run(ctx.run_id)
+        except Exception:  # the store is unreachable: the heartbeat will say so
+            log.debug("run %s: reading its record while it waits failed", ctx.run_id)
+            record = None
+        if record is not None and record.cancel_requested:
+            ctx.request_cancel()
+            return
+        await store.wait_for_change(ctx.run_id, _WATCH_SECONDS)
 
 
 async def first_of(*waits: Coroutine[Any, Any, Any]) -> None:

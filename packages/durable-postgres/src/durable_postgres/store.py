@@ -48,6 +48,8 @@ class PostgresStore(PostgresData):
     ``postgresql://user:password@host:5432/database?schema=durable``.
     """
 
+    notifies_changes = True
+
     # -- steps ----------------------------------------------------------------------------
 
     async def get_step(self, run_id: str, step_id: str) -> tuple[bool, Any]:
@@ -139,6 +141,12 @@ class PostgresStore(PostgresData):
 
     async def set_signal(self, run_id: str, name: str, payload: Any) -> bool:
         return await self._add_signal(run_id, name, json.dumps(payload), None)
+
+    async def wait_for_change(self, run_id: str, max_wait: float) -> None:
+        async def never() -> bool:
+            return False
+
+        await self._listener.wait(run_id, max_wait, never)
 
     async def wait_for_signal(self, run_id: str, name: str, max_wait: float) -> None:
         async def delivered() -> bool:

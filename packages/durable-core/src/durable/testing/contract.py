@@ -7,6 +7,7 @@ checks are grouped by area, one module each; :class:`StoreContract` inherits the
 from __future__ import annotations
 
 from ._attempts import AttemptChecks
+from ._changes import ChangeChecks
 from ._claims import ClaimChecks
 from ._control import ControlChecks
 from ._engine import EngineChecks
@@ -26,6 +27,7 @@ from ._steps import StepChecks
 class StoreContract(
     StepChecks,
     SignalChecks,
+    ChangeChecks,
     ClaimChecks,
     IdentityChecks,
     FencingChecks,
