@@ -24,7 +24,6 @@ import datetime as dt
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from .records import (
@@ -41,62 +40,23 @@ from .records import (
     lease_is_live,
     stale_write,
 )
-from .store import Store
+from .rundata import (
+    RunData,
+    signal_from_json,
+    signal_to_json,
+    step_from_json,
+    step_to_json,
+)
+from .store import Store, scan_all
 
-#: Runs per page when the rules read every run of a status (list_runs, delete_runs).
-_PAGE = 500
-
-
-@dataclass(frozen=True, slots=True)
-class RunData:
-    """A run's record as a :class:`DataStore` keeps it.
-
-    ``attempts`` are the failed attempts per step (``Store.record_attempt``);
-    ``version`` goes up by one with every write of the record, so that a write made
-    on an old read can be refused.
-    """
-
-    record: RunRecord
-    attempts: Mapping[str, int] = field(default_factory=dict[str, int])
-    version: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        """The data as one JSON object (times as epoch seconds), for stores of text."""
-        fields = {f.name: getattr(self.record, f.name) for f in dataclasses.fields(RunRecord)}
-        for name in ("created_at", "updated_at"):
-            fields[name] = None if fields[name] is None else fields[name].timestamp()
-        del fields["steps"], fields["signals"]
-        return {"record": fields, "attempts": dict(self.attempts), "version": self.version}
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> RunData:
-        """The data :meth:`to_json` gave."""
-        fields = dict(doc["record"])
-        for name in ("created_at", "updated_at"):
-            fields[name] = None if fields[name] is None else _stamp(fields[name])
-        return cls(RunRecord(**fields), dict(doc["attempts"]), doc["version"])
-
-
-def step_to_json(step: StepRecord) -> dict[str, Any]:
-    """A step as one JSON object (see :meth:`RunData.to_json`)."""
-    at = None if step.created_at is None else step.created_at.timestamp()
-    return {"step_id": step.step_id, "value": step.value, "attempt": step.attempt, "at": at}
-
-
-def step_from_json(doc: Mapping[str, Any]) -> StepRecord:
-    at = None if doc["at"] is None else _stamp(doc["at"])
-    return StepRecord(doc["step_id"], doc["value"], doc["attempt"], at)
-
-
-def signal_to_json(signal: SignalRecord) -> dict[str, Any]:
-    at = None if signal.created_at is None else signal.created_at.timestamp()
-    return {"name": signal.name, "payload": signal.payload, "at": at}
-
-
-def signal_from_json(doc: Mapping[str, Any]) -> SignalRecord:
-    return SignalRecord(
-        doc["name"], doc["payload"], None if doc["at"] is None else _stamp(doc["at"])
-    )
+__all__ = [
+    "DataStore",
+    "RunData",
+    "signal_from_json",
+    "signal_to_json",
+    "step_from_json",
+    "step_to_json",
+]
 
 
 class DataStore(Store):
@@ -275,7 +235,7 @@ class DataStore(Store):
         self, workflows: Sequence[str], *, owner: str, lease_seconds: float, limit: int = 100
     ) -> Sequence[RunRecord]:
         claimed: list[RunRecord] = []
-        for record in await self._all("running"):
+        for record in await scan_all(self, "running"):
             if len(claimed) >= limit:
                 break
             if record.workflow not in workflows or lease_is_live(record, time.time()):
@@ -392,7 +352,7 @@ class DataStore(Store):
         runs = [
             record
             for one in ((status,) if status is not None else RUN_STATUSES)
-            for record in await self._all(one)
+            for record in await scan_all(self, one)
             if workflow in (None, record.workflow)
         ]
         runs.sort(key=lambda r: (r.created_at or _EPOCH, r.run_id), reverse=True)
@@ -401,7 +361,7 @@ class DataStore(Store):
     async def delete_runs(self, *, finished_before: float, statuses: Sequence[RunStatus]) -> int:
         deleted = 0
         for status in statuses:
-            for record in await self._all(status):
+            for record in await scan_all(self, status):
                 if (
                     record.updated_at is not None
                     and record.updated_at.timestamp() < finished_before
@@ -411,15 +371,6 @@ class DataStore(Store):
         return deleted
 
     # -- plumbing -------------------------------------------------------------------------
-
-    async def _all(self, status: RunStatus) -> list[RunRecord]:
-        found: list[RunRecord] = []
-        cursor: str | None = None
-        while True:
-            page, cursor = await self.scan_runs(status, cursor=cursor, limit=_PAGE)
-            found.extend(page)
-            if cursor is None:
-                return found
 
     async def _replace(self, data: RunData, record: RunRecord) -> RunData | None:
         """Write ``record`` over ``data`` as read; None if the run changed meanwhile."""

@@ -20,8 +20,8 @@ from .owners import owner_is_dead
 from .records import RunRecord, RunStatus, lease_is_live
 from .runner import RunExecutor
 from .settings import SettingError, SettingTypeError, non_negative_int, positive_seconds
-from .store import Store
-from .urls import UrlMaskingFilter, mask_urls_in
+from .store import Store, scan_all
+from .urls import UrlMaskingFilter, masked_store_repr
 
 if TYPE_CHECKING:
     from .flows import WorkflowFunction
@@ -75,7 +75,7 @@ class RunManager:
         store = await self._executor.ready_store()
         record = await store.get_run(run_id)
         if record is None:
-            where = mask_urls_in(repr(store), getattr(store, "url", None))
+            where = masked_store_repr(store)
             raise DurableError(f"no run {run_id!r} in {where}")
         flow = self._flow_of(record)
         call = flow.call_from_record(record)  # refused before anything changes
@@ -106,14 +106,8 @@ class RunManager:
         ]
 
     async def _running(self, store: Store) -> list[RunRecord]:
-        running: list[RunRecord] = []
-        cursor: str | None = None
         try:
-            while True:
-                page, cursor = await store.scan_runs("running", cursor=cursor, limit=SCAN_PAGE)
-                running.extend(page)
-                if cursor is None:
-                    return running
+            return await scan_all(store, "running", page=SCAN_PAGE)
         except UnsupportedOperation:
             if not self._warned_unpaged:
                 self._warned_unpaged = True

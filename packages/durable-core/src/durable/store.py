@@ -315,6 +315,18 @@ class Store(ABC):
         raise UnsupportedOperation(f"{cls.__name__} cannot be built from a URL ({url!r})")
 
 
+async def scan_all(store: Store, status: RunStatus, *, page: int = 500) -> list[RunRecord]:
+    """Every run of ``store`` in ``status``, oldest first, read page by page with
+    :meth:`Store.scan_runs` (which raises UnsupportedOperation where it cannot page)."""
+    found: list[RunRecord] = []
+    cursor: str | None = None
+    while True:
+        records, cursor = await store.scan_runs(status, cursor=cursor, limit=page)
+        found.extend(records)
+        if cursor is None:
+            return found
+
+
 def after_commit() -> None:
     """A store calls this right after each commit, before it answers the engine.
 
@@ -338,6 +350,7 @@ __all__ = [
     "claim_allowed",
     "counts_as_recovery",
     "same_identity",
+    "scan_all",
 ]
 
 

@@ -239,6 +239,19 @@ def _mask_one(exc: BaseException, urls: tuple[object, ...]) -> None:
         return
 
 
+def masked_store_repr(store: object, db_text: str | None = None) -> str:
+    """``repr(store)`` with its URL (``store.url``, or ``db_text``: the ``db=`` it was
+    made from) masked; only the masked URL when the store wrote its URL in a way that
+    still shows a piece of a password."""
+    url: object = getattr(store, "url", None)
+    shown = mask_urls_in(repr(store), db_text, url)
+    if not shows_a_secret(shown, db_text, url):
+        return shown
+    given = db_text if db_text is not None else url
+    where = mask_url(given) if isinstance(given, str) else "..."
+    return f"{type(store).__name__}({where!r})"
+
+
 class UrlMaskingFilter(logging.Filter):
     """A logging filter that masks the URLs in a record's message (and traceback).
 

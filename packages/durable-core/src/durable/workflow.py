@@ -38,7 +38,7 @@ from .serialization import Unserializable, to_json
 from .settings import callable_setting, non_negative_int, positive_seconds
 from .store import Store
 from .task import Task
-from .urls import mask_url, mask_urls_in, shows_a_secret
+from .urls import masked_store_repr
 
 #: Seconds between two looks at a run that another live process is executing.
 WAIT_POLL = 0.2
@@ -374,19 +374,7 @@ class Workflow:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"Workflow({self.name!r}, db={_store_repr(self._store, self._db_text)})"
-
-
-def _store_repr(store: Store, db_text: str | None) -> str:
-    """The store's repr with its URL masked; only the masked URL when the store wrote
-    its URL in a way that still shows a piece of a password."""
-    url: object = getattr(store, "url", None)
-    shown = mask_urls_in(repr(store), db_text, url)
-    if not shows_a_secret(shown, db_text, url):
-        return shown
-    given = db_text if db_text is not None else url
-    where = mask_url(given) if isinstance(given, str) else "..."
-    return f"{type(store).__name__}({where!r})"
+        return f"Workflow({self.name!r}, db={masked_store_repr(self._store, self._db_text)})"
 
 
 def _current(what: str) -> RunContext:

@@ -115,6 +115,12 @@ class PostgresData(DataStore):
         self._listener = Listener(self._connector, schema)
         self._migrated = False
 
+    @property
+    def url(self) -> str | None:
+        """The DSN the store connects with (None with a pool of yours); mask it
+        (``durable.urls.mask_url``) before showing it."""
+        return self.dsn
+
     @classmethod
     def from_url(cls, url: str) -> PostgresData:
         return cls(url)
