@@ -122,6 +122,32 @@ def test_the_sqlite_entry_point_resolves_to_the_store_class(built) -> None:
 # -- the metapackage ----------------------------------------------------------------
 
 
+def test_the_metapackage_says_which_extra_brings_each_plugin_scheme(metapackage, built) -> None:
+    """Each optional store entry point names the scheme's store as its plugin wheel
+    registers it, and an extra of the metapackage that pins that plugin."""
+    hints = metapackage.entry_points["durable.optional_stores"]
+    extras = set(metapackage.metadata.get_all("Provides-Extra") or [])
+    registered = {
+        scheme: (name, target)
+        for name, dist in built.items()
+        if dist.entry_points.has_section("durable.stores")
+        for scheme, target in dist.entry_points["durable.stores"].items()
+    }
+    assert {"redis", "rediss", "unix", "postgresql", "postgres"} <= set(hints)
+    for scheme, value in hints.items():
+        target, _, extra = value.partition(" [")
+        extra = extra.rstrip("]")
+        plugin, plugin_target = registered[scheme]
+        assert target == plugin_target, scheme
+        assert extra in extras, scheme
+        pinned = {
+            r.name
+            for r in metapackage.requirements
+            if r.marker is not None and r.marker.evaluate({"extra": extra})
+        }
+        assert plugin in pinned, scheme
+
+
 def test_the_metapackage_wheel_holds_metadata_only(metapackage) -> None:
     assert metapackage.wheel_files
     assert all(f.split("/", 1)[0].endswith(".dist-info") for f in metapackage.wheel_files)

@@ -30,7 +30,8 @@ InstallDist = Callable[..., Path]
 @pytest.fixture
 def install_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InstallDist]:
     """``install_dist(name, version, stores={scheme: "module:attr"}, modules={name: source},
-    site="site")`` writes a distribution into ``tmp_path/site`` and puts that on sys.path.
+    site="site", groups={group: {name: value}})`` writes a distribution into
+    ``tmp_path/site`` and puts that on sys.path.
     """
     on_path: set[Path] = set()
     modules_written: set[str] = set()
@@ -42,13 +43,19 @@ def install_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[In
         stores: dict[str, str],
         modules: dict[str, str] | None = None,
         site: str = "site",
+        groups: dict[str, dict[str, str]] | None = None,
     ) -> Path:
         root = tmp_path / site
         info = root / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-        lines = "".join(f"{scheme} = {target}\n" for scheme, target in stores.items())
-        (info / "entry_points.txt").write_text(f"[{plugins.STORES_GROUP}]\n{lines}")
+        sections = {plugins.STORES_GROUP: stores, **(groups or {})}
+        (info / "entry_points.txt").write_text(
+            "".join(
+                f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in names.items())
+                for group, names in sections.items()
+            )
+        )
         for module, source in (modules or {}).items():
             (root / f"{module}.py").write_text(source)
             modules_written.add(module)

@@ -4,6 +4,7 @@ to ``dialect``; failures say what is wrong and what to install."""
 
 import contextlib
 import importlib
+import tomllib
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +26,8 @@ from durable import (
 )
 from durable.plugins import installed_schemes, store_factory, unregister_store
 from durable_example_store import JsonDirStore
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sqlite_store_class() -> Any:
@@ -148,7 +151,35 @@ def without_redis_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metadata, "entry_points", entry_points)
 
 
-@pytest.mark.usefixtures("without_redis_plugin")
+@pytest.fixture
+def without_postgres_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide durable-postgres, to see what users without it see."""
+    real = metadata.entry_points
+
+    def entry_points(**params: Any) -> metadata.EntryPoints:
+        found = real(**params)
+        return metadata.EntryPoints(
+            ep for ep in found if ep.dist is None or ep.dist.name != "durable-postgres"
+        )
+
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
+
+
+@pytest.fixture
+def metapackage_installed(install_dist: InstallDist) -> None:
+    """The metapackage's metadata as pip installs it: its entry points, read from the
+    repository's pyproject.toml (hatch's test environment does not install it)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    hints = project["entry-points"][plugins.OPTIONAL_STORES_GROUP]
+    install_dist(
+        "python-durable",
+        project["version"],
+        stores={},
+        groups={plugins.OPTIONAL_STORES_GROUP: hints},
+    )
+
+
+@pytest.mark.usefixtures("without_redis_plugin", "metapackage_installed")
 @pytest.mark.parametrize(
     "url",
     [
@@ -165,6 +196,45 @@ def test_redis_url_without_durable_redis_says_what_to_install(url: str) -> None:
     assert "pip install python-durable[redis]" in message
     assert "memory" in message  # the installed schemes are listed
     assert "s3cret" not in message  # a password never reaches an error message
+
+
+@pytest.mark.usefixtures("without_postgres_plugin", "metapackage_installed")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:s3cret@db.internal:5432/app",
+        "postgres://app:s3cret@db.internal/app",
+        "postgresql+asyncpg://app:s3cret@db.internal/app",
+    ],
+)
+def test_postgres_url_without_durable_postgres_says_what_to_install(url: str) -> None:
+    with pytest.raises(UnknownStoreError) as caught:
+        Workflow("app", db=url)
+    message = str(caught.value)
+    assert "pip install python-durable[postgres]" in message
+    assert "s3cret" not in message
+
+
+def test_the_install_hint_comes_from_the_entry_point_of_an_extra(
+    install_dist: InstallDist,
+) -> None:
+    """Core names no plugin: any distribution may say which of its extras brings a
+    scheme (``durable.optional_stores``)."""
+    install_dist(
+        "acme-meta",
+        "1.0",
+        stores={},
+        groups={plugins.OPTIONAL_STORES_GROUP: {"acmedb": "acme_store:AcmeStore [acme, fast]"}},
+    )
+    with pytest.raises(UnknownStoreError, match=r"pip install acme-meta\[acme,fast\]"):
+        Workflow("app", db="acmedb://host/x")
+
+
+@pytest.mark.usefixtures("without_redis_plugin")
+def test_without_the_metapackage_a_missing_plugin_gets_the_generic_advice() -> None:
+    with pytest.raises(UnknownStoreError) as caught:
+        Workflow("app", db="redis://localhost:6379/0")
+    assert "entry point named 'redis'" in str(caught.value)
 
 
 # -- explicit registration ----------------------------------------------------------
@@ -293,7 +363,8 @@ def test_entry_points_are_scanned_once_until_the_cache_is_reset(
     for url in ("memory://", f"jsondir://{tmp_path}", f"jsondir://{tmp_path}/b", "nope+x://"):
         with contextlib.suppress(UnknownStoreError):
             Workflow("app", db=url)
-    assert len(scans) == 1
+    # Each group once: the stores, and (for the unknown scheme's hint) the optional ones.
+    assert scans == [{"group": plugins.STORES_GROUP}, {"group": plugins.OPTIONAL_STORES_GROUP}]
 
     # A plugin installed after the scan is not seen until the cache is reset.
     install_dist(
@@ -306,7 +377,7 @@ def test_entry_points_are_scanned_once_until_the_cache_is_reset(
         store_factory("recdb")
     plugins._reset_cache()
     store_factory("recdb")
-    assert len(scans) == 2
+    assert len(scans) == 3  # the stores' group again, after the reset
 
 
 @pytest.mark.parametrize(

@@ -30,13 +30,14 @@ STORES_GROUP = "durable.stores"
 INTEGRATIONS_GROUP = "durable.integrations"
 DEFAULT_DB = "durable.db"
 
-#: What to install for the schemes of this project's own plugins.
-INSTALL_HINTS: dict[str, str] = {
-    "sqlite": "python-durable  (or: durable-sqlite)",
-    "redis": "python-durable[redis]  (or: durable-redis)",
-    "rediss": "python-durable[redis]  (or: durable-redis)",
-    "unix": "python-durable[redis]  (or: durable-redis)",
-}
+#: Schemes a distribution offers through one of its extras, as entry points with the
+#: extra named (``redis = "durable_redis:RedisStore [redis]"``): the metapackage
+#: python-durable declares them, so that a URL whose plugin is missing says which
+#: extra to install. Core names no plugin of its own here.
+OPTIONAL_STORES_GROUP = "durable.optional_stores"
+#: The seed's own store, which the default ``db`` needs: its hint stays when only
+#: durable-core is installed.
+SEED_HINTS: dict[str, str] = {"sqlite": "python-durable  (or: durable-sqlite)"}
 
 StoreFactory = Callable[[str], Store]
 
@@ -232,7 +233,7 @@ def _distribution(ep: metadata.EntryPoint) -> str:
 def _unknown_scheme(scheme: str) -> UnknownStoreError:
     installed = ", ".join(installed_schemes())
     base = scheme.split("+", 1)[0]
-    hint = INSTALL_HINTS.get(base)
+    hint = install_hint(base)
     todo = (
         f"pip install {hint}"
         if hint
@@ -242,6 +243,15 @@ def _unknown_scheme(scheme: str) -> UnknownStoreError:
         f"no store is installed for the URL scheme {scheme!r}; {todo}. "
         f"Installed schemes: {installed}"
     )
+
+
+def install_hint(scheme: str) -> str | None:
+    """What to ``pip install`` for ``scheme``: an extra an installed distribution
+    offers it through (:data:`OPTIONAL_STORES_GROUP`), or the seed's own store."""
+    for ep in _installed_entry_points(OPTIONAL_STORES_GROUP):
+        if ep.name.lower() == scheme.lower() and ep.dist is not None and ep.extras:
+            return f"{ep.dist.name}[{','.join(ep.extras)}]"
+    return SEED_HINTS.get(scheme.lower())
 
 
 def _reset_cache() -> None:  # pyright: ignore[reportUnusedFunction]
