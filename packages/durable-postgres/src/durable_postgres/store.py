@@ -80,17 +80,23 @@ class PostgresStore(PostgresData):
         return Batcher(self._send_checkpoint, self._send_checkpoints, self._connector.max_size)
 
     async def _send_checkpoint(self, c: Checkpoint) -> Outcome:
-        async def save(conn: Conn, retrying: bool) -> Any:
+        async def save(conn: Conn, retrying: bool) -> Outcome:
             # Run again after a broken connection, the statement checks the fence anew
             # and writes the same value: whether the first try committed does not matter.
-            return await conn.fetchrow(
-                self._sql.checkpoint, c.run_id, c.step_id, c.value, c.attempt, c.owner
-            )
+            args = (c.run_id, c.step_id, c.value, c.attempt, c.owner)
+            if c.owner is None:
+                answer = await conn.fetchrow(self._sql.checkpoint_any, *args)
+                assert answer is not None  # one row, always
+                return bool(answer[0]), bool(answer[1]), answer[2]
+            row = await conn.fetchrow(self._sql.checkpoint, *args)
+            if row is not None:
+                return True, row[0], "running"
+            # Refused, nothing written: read what the run is now, for the error.
+            return False, False, await conn.fetchval(self._sql.run_status, c.run_id)
 
-        what = f"save step {c.step_id!r} of run {c.run_id!r}"
-        allowed, cancel_requested, status = await self._run(what, save)
+        outcome = await self._run(f"save step {c.step_id!r} of run {c.run_id!r}", save)
         after_commit()
-        return allowed, cancel_requested, status
+        return outcome
 
     async def _send_checkpoints(self, batch: Sequence[Checkpoint]) -> Sequence[Outcome]:
         columns = [
