@@ -77,7 +77,9 @@ async def test_a_store_that_cannot_claim_orphans_is_still_recovered(make_wf: Any
         return n
 
     await wf.list_runs(limit=1)
-    await wf.store.claim_run("job-1", job.workflow_id, {"n": 1}, owner="gone-host:1:x", lease_seconds=-1)
+    await wf.store.claim_run(
+        "job-1", job.workflow_id, {"n": 1}, owner="gone-host:1:x", lease_seconds=-1
+    )
     assert await wf.recover() == ["job-1"]
     record = await wf.get_run("job-1")
     assert record is not None

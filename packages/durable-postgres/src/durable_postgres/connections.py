@@ -15,6 +15,7 @@ before it writes (see ``PostgresStore``): its outcome is read, never guessed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,11 @@ CONNECT_FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *TRA
 CLOSE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT)
 
 
+#: An attempt is cut at statement_timeout, or where retry_seconds run out, but it gets
+#: this long at least (retry_seconds=0 still tries once).
+_LEAST_ATTEMPT_SECONDS = 1.0
+
+
 class Connector:
     """Gives operations a connection, and retries them across connection loss."""
 
@@ -62,6 +68,7 @@ class Connector:
         max_size: int,
         retry_seconds: float,
         connect_timeout: float,
+        statement_timeout: float,
         shown_as: str,
     ) -> None:
         self._dsn = dsn
@@ -71,6 +78,7 @@ class Connector:
         self._min_size, self._max_size = min_size, max_size
         self.retry_seconds = retry_seconds
         self._connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
         self.shown_as = shown_as  # the masked DSN, for messages
         self._opening: asyncio.Lock | None = None
         #: A connection of the store's own pool kept out of it, for whichever operation
@@ -92,8 +100,8 @@ class Connector:
             return pool
         if self._opening is None or self._pool_loop is not loop:
             self._opening, self._pool_loop = asyncio.Lock(), loop
-            self._abandon(pool)
             self._pool, self._express, self._express_busy = None, None, False
+            self._abandon(pool)
         async with self._opening:
             if self._pool is None:
                 self._pool = await self._make_pool()
@@ -116,7 +124,10 @@ class Connector:
         """A connection held for LISTEN: one of its own, or one taken from the user's
         pool (it then holds one of that pool's connections until :meth:`hang_up`)."""
         if self._dsn is None:
-            return await (await self.pool()).acquire()
+            pool = await self.pool()
+            if pool.get_max_size() < 2:  # holding its one connection would stop the store
+                raise StoreError(f"{self.shown_as}: a pool of one connection has none to spare")
+            return await pool.acquire(timeout=self._connect_timeout)
         connection: Conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
         return connection
 
@@ -139,7 +150,11 @@ class Connector:
         while True:
             pool = await self.pool()
             try:
-                return await self._attempt(pool, op, retrying)
+                # A server that stops answering (a lost network, a frozen primary) closes
+                # nothing: without a limit the statement would wait forever.
+                left = max(deadline - time.monotonic(), _LEAST_ATTEMPT_SECONDS)
+                async with asyncio.timeout(min(self.statement_timeout, left)):
+                    return await self._attempt(pool, op, retrying)
             except TRANSIENT as exc:
                 if time.monotonic() + delay > deadline:
                     raise self.error(what, exc, retried=True) from None
@@ -157,8 +172,10 @@ class Connector:
             async with pool.acquire() as conn:
                 try:
                     return await op(conn, retrying)
-                except TRANSIENT:
-                    conn.terminate()  # never lend a connection in doubt again
+                except BaseException:
+                    # Never lend a connection in doubt again (cut, or its statement
+                    # cancelled halfway: giving it back would wait out the cancellation).
+                    conn.terminate()
                     raise
         self._express_busy = True
         if express is None:
@@ -171,12 +188,11 @@ class Connector:
                 raise
         try:
             return await op(express, retrying)
-        except BaseException as exc:
-            # In doubt (cut, or an operation cancelled halfway): back to the pool, which
-            # waits out a cancellation or drops it; the next operation takes another.
+        except BaseException:
+            # In doubt (cut, or an operation cancelled halfway): dropped, and its place
+            # in the pool given back; the next operation takes another connection.
             self._express = None
-            if isinstance(exc, TRANSIENT):
-                express.terminate()
+            express.terminate()
             await asyncio.shield(pool.release(express))
             raise
         finally:
@@ -187,6 +203,8 @@ class Connector:
     ) -> StoreError:
         what = what if isinstance(what, str) else what()
         cause = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError) and not str(exc):
+            cause = f"the server did not answer within {self.statement_timeout:g} s"
         cause = mask_urls_in(f"{type(exc).__name__}: {cause}", self._dsn)
         after = f" (retried for {self.retry_seconds:g} s)" if retried else ""
         return StoreError(f"{self.shown_as}: could not {what}{after}: {cause}")
@@ -203,14 +221,21 @@ class Connector:
                     await pool.release(express)
                 await asyncio.wait_for(pool.close(), 5)
             except CLOSE_FAILURES:
-                pool.terminate()
+                terminate(pool)
         else:
             self._abandon(pool)
 
     def _abandon(self, pool: asyncpg.Pool | None) -> None:
         # A pool of another (perhaps closed) loop cannot be awaited: drop its sockets.
         if pool is not None and self._own_pools:
-            pool.terminate()
+            terminate(pool)
+
+
+def terminate(closable: asyncpg.Pool | Conn) -> None:
+    """Close sockets now, also of an event loop that is closed (then the sockets go
+    with the objects, and the server ends those sessions)."""
+    with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+        closable.terminate()
 
 
 async def _keep_session(conn: Conn) -> None:

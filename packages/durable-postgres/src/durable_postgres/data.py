@@ -66,6 +66,8 @@ class PostgresData(DataStore):
         retry_seconds: How long an operation is retried across lost connections, a
             restarting server or a failover, before a ``StoreError``.
         connect_timeout: Seconds one connection attempt may take.
+        statement_timeout: Seconds one operation may wait for the server's answer
+            before its connection is taken for lost (and the operation retried).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class PostgresData(DataStore):
         max_size: int = 10,
         retry_seconds: float = 10.0,
         connect_timeout: float = 10.0,
+        statement_timeout: float = 10.0,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise SettingError(
@@ -110,6 +113,7 @@ class PostgresData(DataStore):
             max_size=max_size,
             retry_seconds=non_negative_seconds("retry_seconds", retry_seconds),
             connect_timeout=positive_seconds("connect_timeout", connect_timeout),
+            statement_timeout=positive_seconds("statement_timeout", statement_timeout),
             shown_as=f"PostgreSQL store {shown} (schema {schema})",
         )
         self._listener = Listener(self._connector, schema)

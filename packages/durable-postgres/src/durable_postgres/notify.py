@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .connections import Conn, Connector
+from .connections import Conn, Connector, terminate
 
 log = logging.getLogger("durable.postgres")
 
@@ -112,7 +112,7 @@ class Listener:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
-            conn.terminate()
+            terminate(conn)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -125,4 +125,4 @@ class Listener:
                 return
             except Exception:
                 pass
-        conn.terminate()
+        terminate(conn)
