@@ -124,8 +124,10 @@ def _num(value: float, digits: int = 1) -> str:
 
 
 def format_table(rows: Sequence[Row]) -> str:
+    kw = max([6, *(len(r.workload) for r in rows)])  # wider only for longer names (PG-C1000)
+    vw = max([24, *(len(r.variant) for r in rows)])
     header = (
-        f"{'':6} {'variant':24} {'µs/step':>8} {'steps/s':>9} {'wf/s':>8} {'RSS MB':>7} "
+        f"{'':{kw}} {'variant':{vw}} {'µs/step':>8} {'steps/s':>9} {'wf/s':>8} {'RSS MB':>7} "
         f"{'stall p99.9/max ms':>18} {'net of CPU wait':>15} {'runq%':>5} {'err':>3}  vs floors"
     )
     lines = [header, "-" * len(header)]
@@ -142,7 +144,7 @@ def format_table(rows: Sequence[Row]) -> str:
         stall = f"{_num(row.stall_p999, 2)} / {_num(row.stall_max, 2)}"
         net = f"{_num(row.net_stall_p999, 2)} / {_num(row.net_stall_max, 2)}"
         lines.append(
-            f"{label:6} {row.variant:24} {_num(row.us_per_step, 2):>8} "
+            f"{label:{kw}} {row.variant:{vw}} {_num(row.us_per_step, 2):>8} "
             f"{_num(row.steps_per_s, 0):>9} {_num(row.workflows_per_s, 0):>8} "
             f"{_num(row.rss_mb):>7} {stall:>18} {net:>15} {_num(row.runq_pct, 0):>5} "
             f"{row.errors:>3}  {ratios}"

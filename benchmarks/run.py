@@ -3,6 +3,7 @@
     python benchmarks/run.py                 # the full run (1-2 minutes)
     python benchmarks/run.py --quick         # a smoke run: small sizes, one repetition
     python benchmarks/run.py --reps 7 --only A,D,import
+    python benchmarks/run.py --only PG       # the PostgreSQL store (postgres_overhead.py)
 
 Every case (one variant of one workload, one repetition) runs in its own interpreter
 on a fresh database file; repetitions are interleaved across variants so that noise
@@ -16,16 +17,21 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import StallTicker, median, percentile, spawn
 from multiproc import run_multiprocess
 from report import ImportTimes, Row, evaluate, format_table, format_targets
+
+if TYPE_CHECKING:
+    from postgres_overhead import Measured
 
 MP_PROCS = 4
 
@@ -138,10 +144,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 repetition")
     parser.add_argument("--reps", type=int, help="repetitions of each case (default 7)")
     parser.add_argument(
-        "--only", help=f"comma-separated workloads, by prefix: {','.join(ALL_KEYS)}"
+        "--only",
+        help=f"comma-separated workloads, by prefix: {','.join(ALL_KEYS)}; PG (PG-A, PG-C, "
+        "PG-D) selects the PostgreSQL workloads, which only run when asked for",
     )
     parser.add_argument("--json", type=Path, help="also write every result to this file")
+    parser.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("DURABLE_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="the PostgreSQL server of the PG workloads",
+    )
     return parser.parse_args()
+
+
+def split_postgres(only: str | None) -> tuple[str | None, str | None]:
+    """``--only``'s PostgreSQL prefixes (``PG...``) and the others, each joined again."""
+    parts = [p.strip() for p in (only or "").split(",") if p.strip()]
+    pg = ",".join(p for p in parts if p.lower().startswith("pg"))
+    rest = ",".join(p for p in parts if not p.lower().startswith("pg"))
+    return pg or None, rest or None
 
 
 def selected(only: str | None) -> set[str]:
@@ -211,14 +232,24 @@ def write_json(path: Path, reps: int, size: dict[str, int], rows: list[Row],
     path.write_text(json.dumps(payload, indent=1))
 
 
+def measure_postgres(only: str, quick: bool, reps: int, dsn: str) -> Measured:
+    """The PG workloads (``postgres_overhead.py``), imported only when asked for: they
+    need asyncpg and a server."""
+    from postgres_overhead import measure
+
+    return measure(only, quick, reps, dsn)
+
+
 def main() -> None:
     args = parse_args()
     reps = args.reps or (1 if args.quick else 7)
-    keys = selected(args.only)
+    pg_only, only = split_postgres(args.only)
+    keys = selected(only) if only or not pg_only else set[str]()
     workloads = [w for w in (*WORKLOADS, MP) if w.key in keys]
     size = {w.key: w.quick_size if args.quick else w.size for w in workloads}
     began = time.perf_counter()
     rows = run_cases(workloads, size, reps)
+    pg = measure_postgres(pg_only, args.quick, reps, args.pg_dsn) if pg_only else None
     imports = measure_imports(3 if args.quick else 15) if "import" in keys else None
     idle_p999, idle_max = idle_stalls()
 
@@ -228,16 +259,22 @@ def main() -> None:
     )
     for workload in workloads:
         print(f"  {workload.key:6} {workload.title.format(n=size[workload.key])}")
+    if pg is not None:
+        print("\n".join(pg.header))
     print(
         f"  stalls: how late a callback due every 1 ms ran; on an idle loop "
         f"{idle_p999:.2f} ms p99.9, {idle_max:.2f} ms max (net of CPU wait)\n"
     )
-    print(format_table(rows))
-    print()
-    print(format_targets(evaluate(rows, imports)))
+    if rows:
+        print(format_table(rows))
+        print()
+    if pg is not None:
+        print(pg.table)
+        print()
+    print(format_targets([*evaluate(rows, imports), *(pg.targets if pg else [])]))
     print(f"\n(ran in {time.perf_counter() - began:.0f} s)")
     if args.json:
-        write_json(args.json, reps, size, rows, imports)
+        write_json(args.json, reps, size, [*rows, *(pg.rows if pg else [])], imports)
 
 
 if __name__ == "__main__":
