@@ -238,14 +238,21 @@ class RunContext:
             self.lose_lease()
             raise
 
+    def lease_needs_confirming(self) -> bool:
+        """Whether the lease was last confirmed more than half its length ago (the loop
+        froze: SIGSTOP, a VM pause, a long GC, a blocking call)."""
+        lease = self.lease_seconds
+        return (
+            lease is not None
+            and self.owner is not None
+            and time.monotonic() - self.lease_confirmed_at > lease / 2
+        )
+
     async def confirm_lease_if_stale(self) -> None:
-        """Before a step body starts: if the lease was last confirmed more than half its
-        length ago (the loop froze: SIGSTOP, a VM pause, a long GC, a blocking call),
-        renew it now, and stop here if another owner took the run meanwhile. The
-        heartbeat renews every third of the lease, so a healthy run never asks."""
-        if self.lease_seconds is None or self.owner is None:
-            return
-        if time.monotonic() - self.lease_confirmed_at <= self.lease_seconds / 2:
+        """Before a step body starts: if :meth:`lease_needs_confirming`, renew the lease
+        now, and stop here if another owner took the run meanwhile. The heartbeat
+        renews every third of the lease, so a healthy run never asks."""
+        if self.lease_seconds is None or self.owner is None or not self.lease_needs_confirming():
             return
         with engine_section(self):
             still_ours = await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)

@@ -15,7 +15,7 @@ from .ids import RunIdTemplate, default_run_id
 from .records import RunRecord
 from .runner import rebuild
 from .serialization import encoder, from_json, return_annotation
-from .turns import take_turn
+from .turns import line_to_wait_in
 
 if TYPE_CHECKING:
     from .runner import RunExecutor
@@ -63,7 +63,8 @@ class WorkflowFunction(Generic[P, R]):
     async def _start(self, run_id: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         # A thousand calls gathered at once each wait their turn before binding and
         # encoding their arguments, rather than all in the caller's turn of the loop.
-        await take_turn()
+        if (line := line_to_wait_in()) is not None:  # take_turn, without a coroutine
+            await line.wait()
         bound = self._signature.bind(*args, **kwargs)  # once, for the inputs and the id
         inputs, digest = call_inputs(bound)  # applies the defaults to ``bound``
         if run_id is None:

@@ -49,6 +49,11 @@ def _identity(data: Any) -> Any:
     return data
 
 
+def _plain_mapping(data: Any) -> dict[Any, Any]:
+    """``{k: v for k, v in data.items()}``, the same dict (or error)."""
+    return dict(data.items())
+
+
 def _build_decoder(annotation: Any) -> Codec:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -63,6 +68,8 @@ def _build_decoder(annotation: Any) -> Codec:
     if origin is dict or (isinstance(origin, type) and issubclass(origin, Mapping)):
         key = _key_decoder(args[0]) if args else _identity
         val = decoder(args[1]) if len(args) > 1 else _identity
+        if key is _identity and val is _identity:  # dict[str, Any]: a copy, made in C
+            return _plain_mapping
         return lambda data: {key(k): val(v) for k, v in data.items()}
     if origin is not None or not isinstance(annotation, type):
         return _identity  # Literal, TypedDict, TypeVar, Any ...: plain data is right

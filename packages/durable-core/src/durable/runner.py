@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
+from asyncio import AbstractEventLoop as EventLoop
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from .errors import (
 )
 from .faults import fault_point
 from .identity import check_identity
-from .owners import new_owner_id, owner_is_dead
+from .owners import forks, new_owner_id, owner_is_dead
 from .scopes import engine_section, install_task_factory
 from .serialization import Unserializable, from_json, return_annotation
 from .store import FinalStatus, RunClaim, RunRecord, Store
@@ -45,7 +45,7 @@ class RunExecutor:
         max_recoveries: int,
     ) -> None:
         self.store = store
-        self._owner, self._owner_pid = owner, os.getpid()
+        self._owner, self._owner_forks = owner, forks()
         self.lease_seconds = lease_seconds
         self.wait_poll = wait_poll
         self.max_recoveries = max_recoveries
@@ -60,8 +60,8 @@ class RunExecutor:
         """The owner id runs are claimed and fenced under: this process's own. A process
         forked from the one that made the Workflow gets an id of its own (its pid, a
         new token), or parent and child would hold each other's runs as one owner."""
-        if os.getpid() != self._owner_pid:
-            self._owner, self._owner_pid = new_owner_id(), os.getpid()
+        if forks() != self._owner_forks:
+            self._owner, self._owner_forks = new_owner_id(), forks()
         return self._owner
 
     async def ready_store(self) -> Store:
@@ -100,7 +100,8 @@ class RunExecutor:
         run_id = call.run_id
         if not isinstance(run_id, str) or not run_id.isascii():  # pyright: ignore[reportUnnecessaryIsInstance]
             _refuse_unstorable(run_id)
-        await self.ready_store()
+        if not self._ready:
+            await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
             check_identity(
                 pending.record(), flow.workflow_id, call.digest, call.inputs, what=call.what
@@ -126,7 +127,7 @@ class RunExecutor:
                 result = flow.rebuild_result(claim.record.result, run_id)
             else:
                 try:
-                    result = await self._execute_owned(flow, claim, call.args, call.kwargs)
+                    result = await self._execute_owned(flow, claim, call, outcome.get_loop())
                 except BaseException:
                     # Whatever went wrong (a store error included), never leave the run
                     # holding its lease: another caller would wait it out. A finished
@@ -147,11 +148,12 @@ class RunExecutor:
             del self._inflight[run_id]
 
     async def _execute_owned(
-        self, flow: WorkflowFunction[..., Any], claim: RunClaim, args: Any, kwargs: Any
+        self, flow: WorkflowFunction[..., Any], claim: RunClaim, call: Call, loop: EventLoop
     ) -> Any:
         record, store = claim.record, self.store
         run_id = record.run_id
-        await self._refuse_if_stopped(record)
+        if record.cancel_requested or record.recoveries_without_progress > self.max_recoveries:
+            await self._refuse_if_stopped(record)
         steps: Mapping[str, Any] | None = {} if claim.created else await store.load_steps(run_id)
         ctx = RunContext(
             run_id,
@@ -169,15 +171,15 @@ class RunExecutor:
         ctx.recovered = not claim.created and (
             record.created_at != record.updated_at or record.recoveries > 0 or bool(steps)
         )
-        heartbeat = _Heartbeat(self, ctx)
+        heartbeat = _Heartbeat(self, ctx, loop)
         self._contexts[run_id] = ctx
-        install_task_factory(asyncio.get_running_loop(), active_run)
-        body_task = asyncio.current_task()
+        install_task_factory(loop, active_run)
+        body_task = asyncio.current_task(loop)
         if body_task is not None:
             ctx.enter_body(body_task)
         token = active_run.set(ctx)
         try:
-            result = await flow.fn(*args, **kwargs)
+            result = await flow.fn(*call.args, **call.kwargs)
         except Exception as exc:
             # The run's own state decides, not the exception's type: a nested run's
             # cancellation or lost lease is a failure of this one.
@@ -317,10 +319,10 @@ class RunExecutor:
 class _Heartbeat:
     """Renews the run's lease every third of its length, off the run's own path."""
 
-    def __init__(self, executor: RunExecutor, ctx: RunContext) -> None:
+    def __init__(self, executor: RunExecutor, ctx: RunContext, loop: EventLoop) -> None:
         self._executor = executor
         self._ctx = ctx
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop
         self._renewal: asyncio.Task[None] | None = None
         self._renewed_at = time.monotonic()
         self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)

@@ -372,6 +372,19 @@ def from_json(data: Any, annotation: Any) -> Any:
     return decoder(annotation)(data)
 
 
+def rebuilder(annotation: Any) -> Callable[[Any], Any]:
+    """``from_json(data, annotation)`` as a function of ``data``, its decoder looked up once
+    (for a task's every replayed step)."""
+    if annotation is Any or annotation is None:
+        return _as_stored
+    decode = decoder(annotation)
+    return lambda data: data if data is None else decode(data)
+
+
+def _as_stored(data: Any) -> Any:
+    return data
+
+
 def return_annotation(fn: Callable[..., Any]) -> Any:
     """The resolved return annotation of ``fn``, or ``Any`` when it cannot be resolved."""
     try:

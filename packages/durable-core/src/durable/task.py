@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -19,10 +20,9 @@ from .errors import (
 )
 from .faults import fault_point
 from .lossy import lossy_note
-from .scopes import Scope
-from .serialization import Unserializable, encoder, from_json, return_annotation, to_json
+from .serialization import Unserializable, encoder, rebuilder, return_annotation, to_json
 from .settings import callable_setting, non_negative_int
-from .turns import take_turn
+from .turns import line_to_wait_in
 
 log = logging.getLogger("durable")
 
@@ -64,6 +64,7 @@ class Task(Generic[P, R]):
         self.no_retry_on = no_retry_on
         self._return_type: Any = _UNRESOLVED
         self._encoder: Callable[[Any], Any] = to_json
+        self._decoder: Callable[[Any], Any] | None = None  # made on the first replay
         functools.update_wrapper(self, fn)
 
     # The step_id keyword cannot be added to a ParamSpec signature, so the call is
@@ -85,7 +86,11 @@ class Task(Generic[P, R]):
         # awaited: calls made in program order get ids in program order, also when
         # asyncio.gather or a TaskGroup awaits them in an order that timing decides.
         try:
-            sid = self._take_step_id(ctx, step_id)
+            if step_id is None:  # _take_step_id, inlined: every step's path
+                sid = ctx.next_step_id(self.name)
+            else:
+                ctx.take_step_id(step_id, self.name, explicit=True)
+                sid = step_id
         except DurableError as exc:
             return _raising(exc)  # raised where it is awaited, like any other failure
         return self._call(ctx, sid, args, kwargs)
@@ -107,77 +112,85 @@ class Task(Generic[P, R]):
     async def _call(
         self, ctx: RunContext, sid: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        # Every step passes here, and every suspension of its body passes through each
+        # coroutine between the workflow and the body: so this is one coroutine, and the
+        # context's checks that need no await are made here without making one.
         if ctx.lease_lost:
             raise LeaseLostError(
                 f"run {ctx.run_id!r} was taken over by another owner; "
                 f"task {self.name!r} was not started here"
             )
-        found, value = await ctx.completed_step(sid)  # reads the store as the engine
-        await take_turn()  # a step that never waits must not keep the loop
+        loop = asyncio.get_running_loop()
+        loaded = ctx.loaded_steps
+        if loaded is None:
+            found, value = await ctx.completed_step(sid)  # reads the store as the engine
+        else:
+            found = sid in loaded
+            value = loaded[sid] if found else None
+        if (line := line_to_wait_in(loop)) is not None:
+            await line.wait()  # a step that never waits must not keep the loop
         if found:
             log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
             return self._rebuild(value, ctx, sid)
         ctx.raise_if_cancelled()
-        await ctx.confirm_lease_if_stale()  # a frozen owner must not run another body
+        if ctx.lease_needs_confirming():
+            await ctx.confirm_lease_if_stale()  # a frozen owner must not run another body
         # Tasks the engine and the store create from here on are not the run's branches
-        # (an inlined engine_section: this is every executed step's path); the body
-        # gets a scope of its own.
-        scope = ctx.scope_here()
-        if scope is None:
-            return await self._execute(ctx, sid, args, kwargs, scope)
-        spawn, scope.spawn = scope.spawn, None
+        # (an inlined engine_section); the body gets a scope of its own.
+        scope = ctx.scope_here(asyncio.current_task(loop))
+        spawn = None
+        if scope is not None:
+            spawn, scope.spawn = scope.spawn, None
         try:
-            return await self._execute(ctx, sid, args, kwargs, scope)
-        finally:
-            scope.spawn = spawn
-
-    async def _execute(
-        self,
-        ctx: RunContext,
-        sid: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        scope: Scope | None,
-    ) -> R:
-        attempt = await ctx.attempts_before(sid) + 1
-        if attempt > self.retries + 1:
-            await ctx.record_attempt(sid, 0, "retries exhausted")
-            raise RetriesExhaustedError(
-                f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r} used all its "
-                f"{self.retries + 1} attempts before the process restarted"
-            )
-        while True:
-            if scope is not None:
-                scope.enter_step_body(sid)
-            try:
-                result = await self.fn(*args, **kwargs)
-            except BaseException as exc:
+            attempt = (await ctx.attempts_before(sid) if ctx.recovered else 0) + 1
+            if attempt > self.retries + 1:
+                await ctx.record_attempt(sid, 0, "retries exhausted")
+                raise RetriesExhaustedError(
+                    f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r} used all its "
+                    f"{self.retries + 1} attempts before the process restarted"
+                )
+            while True:
                 if scope is not None:
-                    ctx.leave_step_body(scope, failed=True)
-                if not isinstance(exc, Exception):
-                    raise
-                if attempt > self.retries or not self._retryable(exc):
-                    if attempt > 1:  # the failure is final: a resumed run starts afresh
-                        await ctx.record_attempt(sid, 0, repr(exc))
-                    raise
-                delay = self.backoff(attempt - 1)
-                log.warning(
-                    "task %s (step %s, run %s) failed on attempt %d/%d: %r; retrying in %.3gs",
-                    self.name, sid, ctx.run_id, attempt, self.retries + 1, exc, delay,
-                )  # fmt: skip
-                # Kept in the store, so a restart during the backoff does not reset it.
-                await ctx.record_attempt(sid, attempt, repr(exc))
-                await ctx.pause_until(time.time() + delay)  # a cancellation cuts it short
-                attempt += 1
-                continue
+                    scope.enter_step_body(sid)
+                try:
+                    result = await self.fn(*args, **kwargs)
+                except BaseException as exc:
+                    if scope is not None:
+                        ctx.leave_step_body(scope, failed=True)
+                    if not isinstance(exc, Exception) or not await self._retry_after(
+                        ctx, sid, attempt, exc
+                    ):
+                        raise
+                    attempt += 1
+                    continue
+                if scope is not None:
+                    ctx.leave_step_body(scope, failed=False)
+                value = self._encode(result, ctx, sid)
+                fault_point("before-checkpoint", sid)
+                await ctx.record_step(sid, value, attempt)
+                fault_point("after-checkpoint", sid)
+                log.debug("completed %s (step %s, run %s)", self.name, sid, ctx.run_id)
+                return result
+        finally:
             if scope is not None:
-                ctx.leave_step_body(scope, failed=False)
-            value = self._encode(result, ctx, sid)
-            fault_point("before-checkpoint", sid)
-            await ctx.record_step(sid, value, attempt)
-            fault_point("after-checkpoint", sid)
-            log.debug("completed %s (step %s, run %s)", self.name, sid, ctx.run_id)
-            return result
+                scope.spawn = spawn
+
+    async def _retry_after(self, ctx: RunContext, sid: str, attempt: int, exc: Exception) -> bool:
+        """After attempt ``attempt`` failed with ``exc``: False if that failure is final,
+        else True once the backoff has passed (the attempt is on record meanwhile)."""
+        if attempt > self.retries or not self._retryable(exc):
+            if attempt > 1:  # the failure is final: a resumed run starts afresh
+                await ctx.record_attempt(sid, 0, repr(exc))
+            return False
+        delay = self.backoff(attempt - 1)
+        log.warning(
+            "task %s (step %s, run %s) failed on attempt %d/%d: %r; retrying in %.3gs",
+            self.name, sid, ctx.run_id, attempt, self.retries + 1, exc, delay,
+        )  # fmt: skip
+        # Kept in the store, so a restart during the backoff does not reset it.
+        await ctx.record_attempt(sid, attempt, repr(exc))
+        await ctx.pause_until(time.time() + delay)  # a cancellation cuts it short
+        return True
 
     def _retryable(self, exc: Exception) -> bool:
         if isinstance(exc, DurableError):  # the engine's own verdicts are final
@@ -210,7 +223,10 @@ class Task(Generic[P, R]):
         if self._return_type is _UNRESOLVED:
             self._annotation()
         try:
-            result: R = from_json(value, self._return_type)
+            decode = self._decoder
+            if decode is None:
+                decode = self._decoder = rebuilder(self._return_type)
+            result: R = decode(value)
         except Exception as exc:
             # The message names the type of error only: its text may quote the value.
             raise SerializationError(

@@ -95,7 +95,7 @@ class CommitQueue:
         if loop is not self._loop:
             self._adopt(loop)
         if self._may_commit_now():
-            task = asyncio.current_task()
+            task = asyncio.current_task(loop)
             if self._turn_writer is None:
                 self._turn_writer = task
                 loop.call_soon(self._end_turn)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import time
@@ -26,9 +25,11 @@ from durable.store import (
 from durable.urls import mask_url
 
 from .connection import Database
+from .jsontext import dumps, loads
 from .schema import SchemaError, check_version, migrate
 from .sql import (
     CREATE_RUN,
+    FENCED_SAVE_STEP,
     FIRST_STEPS_PAGE,
     LOAD_PAGE,
     NEXT_STEPS_PAGE,
@@ -36,6 +37,7 @@ from .sql import (
     RUN_COLUMNS,
     RUN_FENCE,
     SAVE_STEP,
+    new_run_record,
     run_record,
     select_run,
     stamp,
@@ -172,7 +174,7 @@ class SQLiteStore(Store):
         rows = await self._read(
             "SELECT result FROM steps WHERE run_id = ? AND step_id = ?", (run_id, step_id)
         )
-        return (True, json.loads(rows[0][0])) if rows else (False, None)
+        return (True, loads(rows[0][0])) if rows else (False, None)
 
     async def load_steps(self, run_id: str) -> Mapping[str, Any]:
         # Pages of LOAD_PAGE steps, each fetched as the text of one JSON object and
@@ -184,14 +186,14 @@ class SQLiteStore(Store):
             rows = await self._read(query, (run_id, after, LOAD_PAGE))
             page, last, count = rows[0]
             if count:
-                steps.update(json.loads(page))
+                steps.update(loads(page))
             if count < LOAD_PAGE:
                 return steps
             query, after = NEXT_STEPS_PAGE, last
             await asyncio.sleep(0)
 
     async def set_step(self, run_id: str, step_id: str, result: Any, attempt: int = 1) -> None:
-        params = (run_id, step_id, json.dumps(result), attempt, time.time())
+        params = (run_id, step_id, dumps(result), attempt, time.time())
 
         async def insert(tx: Tx) -> None:
             await tx.execute(SAVE_STEP, params)
@@ -201,9 +203,11 @@ class SQLiteStore(Store):
     async def checkpoint_step(
         self, run_id: str, step_id: str, result: Any, attempt: int = 1, *, owner: str | None = None
     ) -> bool:
-        params = (run_id, step_id, json.dumps(result), attempt, time.time())
+        params = (run_id, step_id, dumps(result), attempt, time.time())
 
         async def insert(tx: Tx) -> bool:
+            if owner is not None and await tx.changes(FENCED_SAVE_STEP, (*params, owner)):
+                return True  # the usual case, in one statement
             # Read, then write, in one write transaction: nobody takes the run over
             # between the fencing check and the step it lets through.
             rows = await tx.execute(RUN_FENCE, (run_id,))
@@ -264,8 +268,7 @@ class SQLiteStore(Store):
             (run_id,),
         )
         return [
-            StepRecord(sid, json.loads(value), attempt, stamp(at))
-            for sid, value, attempt, at in rows
+            StepRecord(sid, loads(value), attempt, stamp(at)) for sid, value, attempt, at in rows
         ]
 
     # -- signals ----------------------------------------------------------------------------
@@ -274,18 +277,18 @@ class SQLiteStore(Store):
         rows = await self._read(
             "SELECT payload FROM signals WHERE run_id = ? AND name = ?", (run_id, name)
         )
-        return (True, json.loads(rows[0][0])) if rows else (False, None)
+        return (True, loads(rows[0][0])) if rows else (False, None)
 
     async def set_signal(self, run_id: str, name: str, payload: Any) -> bool:
-        params = (run_id, name, json.dumps(payload), time.time())
+        params = (run_id, name, dumps(payload), time.time())
 
         async def insert(tx: Tx) -> bool:
-            rows = await tx.execute(
+            added = await tx.changes(
                 "INSERT INTO signals (run_id, name, payload, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
+                "ON CONFLICT DO NOTHING",
                 params,
             )
-            return bool(rows)
+            return bool(added)
 
         return await self._write("save a signal", insert)
 
@@ -294,7 +297,7 @@ class SQLiteStore(Store):
             "SELECT name, payload, created_at FROM signals WHERE run_id = ? ORDER BY created_at",
             (run_id,),
         )
-        return [SignalRecord(name, json.loads(payload), stamp(at)) for name, payload, at in rows]
+        return [SignalRecord(name, loads(payload), stamp(at)) for name, payload, at in rows]
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -313,7 +316,7 @@ class SQLiteStore(Store):
         params = {
             "run_id": run_id,
             "workflow": workflow,
-            "inputs": json.dumps(inputs),
+            "inputs": dumps(inputs),
             "owner": owner,
             "lease": now + lease_seconds,
             "now": now,
@@ -322,8 +325,8 @@ class SQLiteStore(Store):
         }
 
         async def claim(tx: Tx) -> RunClaim:
-            if rows := await tx.execute(CREATE_RUN, params):
-                return RunClaim(True, run_record(rows[0]), created=True)
+            if await tx.changes(CREATE_RUN, params):
+                return RunClaim(True, new_run_record(params), created=True)
             if rows := await tx.execute(RECLAIM, params):
                 return RunClaim(True, run_record(rows[0]))
             # Refused (a live owner, a stored result, another workflow or other inputs):
@@ -338,12 +341,12 @@ class SQLiteStore(Store):
         params = (time.time() + lease_seconds, run_id, owner)
 
         async def renew(tx: Tx) -> bool:
-            rows = await tx.execute(
+            renewed = await tx.changes(
                 "UPDATE runs SET lease_expires_at = ? "
-                "WHERE run_id = ? AND owner = ? AND status = 'running' RETURNING 1",
+                "WHERE run_id = ? AND owner = ? AND status = 'running'",
                 params,
             )
-            return bool(rows)
+            return bool(renewed)
 
         return await self._write("renew a lease", renew)
 
@@ -372,7 +375,7 @@ class SQLiteStore(Store):
             "run_id": run_id,
             "owner": owner,
             "status": status,
-            "result": json.dumps(result) if has_result else None,
+            "result": dumps(result) if has_result else None,
             "has_result": int(has_result),
             "error": error,
             "now": now,
@@ -382,15 +385,14 @@ class SQLiteStore(Store):
             if owner:
                 # Only the owner of a running run finishes it: a run taken over, ended
                 # or deleted meanwhile is not this owner's any more (nothing is made).
-                rows = await tx.execute(
+                finished = await tx.changes(
                     "UPDATE runs SET status = :status, result = :result, "
                     "has_result = :has_result, error = :error, owner = NULL, "
                     "lease_expires_at = NULL, updated_at = :now, cancel_requested = 0 "
-                    "WHERE run_id = :run_id AND status = 'running' AND owner = :owner "
-                    "RETURNING 1",
+                    "WHERE run_id = :run_id AND status = 'running' AND owner = :owner",
                     params,
                 )
-                return bool(rows)
+                return bool(finished)
             # The seed's mark_run_*: always applies, and records a run it never saw.
             await tx.execute(
                 "INSERT INTO runs (run_id, workflow, status, result, has_result, error, "

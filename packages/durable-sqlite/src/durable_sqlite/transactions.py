@@ -24,6 +24,12 @@ class Tx(Protocol):
 
     async def execute(self, sql: str, params: Params = ()) -> list[Row]: ...
 
+    async def changes(self, sql: str, params: Params = ()) -> int:
+        """Run a statement that returns no rows; how many rows it wrote (inserted,
+        updated or deleted). For "did it write?", cheaper than ``RETURNING 1``, which
+        SQLite runs as a program of its own (~40,000 more instructions a statement)."""
+        ...
+
 
 class FastTx:
     __slots__ = ("_conn",)
@@ -34,6 +40,9 @@ class FastTx:
     async def execute(self, sql: str, params: Params = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
 
+    async def changes(self, sql: str, params: Params = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
 
 class PatientTx:
     __slots__ = ("_conn",)
@@ -43,6 +52,13 @@ class PatientTx:
 
     async def execute(self, sql: str, params: Params = ()) -> list[Row]:
         return rows_of(await self._conn.execute_fetchall(sql, params))
+
+    async def changes(self, sql: str, params: Params = ()) -> int:
+        # The cursor is left unclosed: a statement that returns no rows is reset by the
+        # time execute returns, so closing it (one more hand-off to the thread) frees
+        # nothing its garbage collection would not.
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
 
 
 def rows_of(rows: Any) -> list[Row]:
