@@ -167,10 +167,25 @@ async def _watch_for_cancellation(ctx: RunContext) -> None:
         except Exception:  # the store is unreachable: the heartbeat will say so
             log.debug("run %s: reading its record while it waits failed", ctx.run_id)
             record = None
+        raise_if_cancel_lost()
         if record is not None and record.cancel_requested:
             ctx.request_cancel()
             return
         await store.wait_for_change(ctx.run_id, _WATCH_SECONDS)
+        raise_if_cancel_lost()
+
+
+def raise_if_cancel_lost() -> None:
+    """Raise ``CancelledError`` in a task that was cancelled but goes on: before Python
+    3.12, ``asyncio.wait_for`` (redis-py sends commands with it, fakeredis reads with
+    it) returns its result when the task is cancelled just as the inner awaitable
+    finishes, and the cancellation is lost but for ``Task.cancelling()``. For loops in
+    tasks of the engine's and the stores' own that nobody awaits (the cancellation
+    watch below, a store's listener): one would otherwise go on, on a store that may
+    be closed, for as long as the event loop lives, and hang its shutdown."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def first_of(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -13,8 +13,9 @@ import datetime as dt
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+from durable.records import stale_write
 from durable.store import RunRecord, SignalRecord, StepRecord
 
 from .keys import RECORD_FIELDS, SIGNAL, STEP
@@ -122,3 +123,21 @@ def decode_attempts(fields: dict[Any, Any]) -> dict[str, int]:
     """``step id -> failed attempts`` from the attempts hash (HGETALL); 0s are left out."""
     attempts = {text(field): int(text(value)) for field, value in fields.items()}
     return {step_id: count for step_id, count in attempts.items() if count > 0}
+
+
+def raise_refusal(run_id: str, what: str, reply: Any, where: str) -> None:
+    """Raise the LeaseLostError of a fenced write a script refused (it replied ``{code,
+    status, holder}``, see scripts' ``refusal``); return when the reply is no refusal."""
+    if not isinstance(reply, list):
+        return
+    fields = cast("Sequence[Any]", reply)
+    code, status, holder = int(fields[0]), text(fields[1]), text(fields[2])
+    if code == 0:
+        why = f"its record is gone from the Redis store {where} (expired, deleted or flushed)"
+    elif code == 1:
+        why = f"the run is {status} now"
+    elif holder:
+        why = f"another owner holds the run now ({holder})"
+    else:
+        why = "no owner holds the run now (it was released or reopened)"
+    raise stale_write(run_id, what, why)

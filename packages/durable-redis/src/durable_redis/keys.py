@@ -8,6 +8,8 @@ A run is one hash, named with the Cluster hash tag ``{<run id>}``::
                                   the run record (JSON or text; times in epoch seconds;
                                   input_digest is absent for runs recorded without one)
         finished_by               the owner that recorded the outcome (until a claim)
+        orphan_claim              the token of the claim_orphans call that took the
+                                  run (until the next claim)
         step:<step id>            a step: attempt and time, then its result (JSON)
         signal:<name>             a signal: delivery token and time, then its payload
     <prefix>:{<run id>}:attempts  hash: step id -> failed attempts so far (a step
@@ -20,7 +22,8 @@ that reading them (``load_attempts``) does not read a run's steps. Two keys per 
 are shared by all runs:
 
     <prefix>:runs             sorted set: run id -> creation time (for list_runs)
-    <prefix>:signals          pub/sub channel: [run id, signal name] per delivery
+    <prefix>:signals          pub/sub channel: [run id, signal name] per delivery,
+                              [run id] per cancellation request
 """
 
 from __future__ import annotations

@@ -19,16 +19,27 @@ arguments: the second run reports what the first one did.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError
 
 from .keys import RECORD_FIELDS
 
-_PRELUDE = """
+#: The fencing check, the one definition of it: the prelude and the checkpoint script
+#: (which has no prelude, being the hot path) both include this text. It needs ``run``
+#: (the run's hash) in scope.
+_REFUSAL = """
+-- Why ``owner`` may not write the run: nil when it may, else {code, status, holder}
+-- (code 0: no record; 1: the run is not running; 2: another owner, or none, holds it).
+local function refusal(owner)
+  local found = redis.call('HMGET', run, 'status', 'owner')
+  if not found[1] then return {0, '', ''} end
+  if found[1] ~= 'running' then return {1, found[1], found[2] or ''} end
+  if found[2] ~= owner then return {2, found[1], found[2] or ''} end
+  return nil
+end
+"""
+
+_PRELUDE = (
+    """
 local run, attempts = KEYS[1], KEYS[2]
 local function touch()
   local ttl_ms = tonumber(ARGV[1])
@@ -40,22 +51,31 @@ local function touch()
     redis.call('PERSIST', attempts)
   end
 end
--- Why ``owner`` may not write the run: nil when it may, else {code, status, holder}
--- (code 0: no record; 1: the run is not running; 2: another owner, or none, holds it).
-local function refusal(owner)
-  local found = redis.call('HMGET', run, 'status', 'owner')
-  if not found[1] then return {0, '', ''} end
-  if found[1] ~= 'running' then return {1, found[1], found[2] or ''} end
-  if found[2] ~= owner then return {2, found[1], found[2] or ''} end
-  return nil
-end
+"""
+    + _REFUSAL
+    + """
 local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local function stamp(seconds) return string.format('%.6f', seconds) end
 local function record() return redis.call('HMGET', run, RECORD_FIELDS) end
+-- A granted claim (the rule of claim_run, shared by CLAIM and CLAIM_ORPHAN): the run
+-- becomes running under ``owner`` with a fresh lease. Taking over a run that another
+-- owner left running counts a recovery (counts_as_recovery), in recoveries and in
+-- recoveries_without_progress (a checkpoint clears the latter).
+local function grant(owner, lease_seconds, now, status, holder)
+  if status == 'running' and holder and holder ~= owner then
+    redis.call('HINCRBY', run, 'recoveries', 1)
+    redis.call('HINCRBY', run, 'recoveries_without_progress', 1)
+  end
+  redis.call('HSET', run, 'status', 'running', 'owner', owner,
+             'lease', stamp(now + tonumber(lease_seconds)), 'updated', stamp(now))
+  redis.call('HDEL', run, 'error', 'finished_by', 'orphan_claim')
+  touch()
+end
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,29 +100,23 @@ def checkpoint_script(ttl_ms: int) -> Script:
     clears ``recoveries_without_progress``, so only take-overs in a row with no
     checkpoint between them count towards dead-lettering (``recoveries`` counts all).
     A fenced write first checks that the run is ``running`` under that owner; when
-    not, it writes nothing and returns ``{code, status, holder}`` as the prelude's
-    ``refusal`` does.
+    not, it writes nothing and returns the prelude's ``refusal`` (the same Lua text).
     """
     if ttl_ms > 0:
-        expire = (
-            f"redis.call('PEXPIRE', KEYS[1], {ttl_ms})\nredis.call('PEXPIRE', KEYS[2], {ttl_ms})\n"
-        )
+        expire = f"redis.call('PEXPIRE', run, {ttl_ms})\nredis.call('PEXPIRE', KEYS[2], {ttl_ms})"
     else:
-        expire = "redis.call('PERSIST', KEYS[1])\nredis.call('PERSIST', KEYS[2])\n"
-    return _script(
-        "checkpoint_step",
-        "if ARGV[3] then\n"
-        "  local found = redis.call('HMGET', KEYS[1], 'status', 'owner')\n"
-        "  if found[1] ~= 'running' or found[2] ~= ARGV[3] then\n"
-        "    return {found[1] and (found[1] == 'running' and 2 or 1) or 0,\n"
-        "            found[1] or '', found[2] or ''}\n"
-        "  end\n"
-        "end\n"
-        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-        "redis.call('HDEL', KEYS[1], 'recoveries_without_progress')\n"
-        f"{expire}return redis.call('HGET', KEYS[1], 'cancel_requested')\n",
-        prelude=False,
-    )
+        expire = "redis.call('PERSIST', run)\nredis.call('PERSIST', KEYS[2])"
+    body = f"""
+if ARGV[3] then
+  local refused = refusal(ARGV[3])
+  if refused then return refused end
+end
+redis.call('HSET', run, ARGV[1], ARGV[2])
+redis.call('HDEL', run, 'recoveries_without_progress')
+{expire}
+return redis.call('HGET', run, 'cancel_requested')
+"""
+    return _script("checkpoint_step", "local run = KEYS[1]\n" + _REFUSAL + body, prelude=False)
 
 
 # ARGV: ttl, step id, attempt, has owner ('1'/'0'), owner. Attempt n > 0: the step's
@@ -132,8 +146,7 @@ return 1
 # run on record belongs to one workflow and one set of inputs (same_identity), and a
 # claim of another workflow's run, or with another digest when both sides have one, is
 # refused before anything is written (no status, lease, time, TTL or recovery change).
-# A claim on a run someone else left running counts a recovery (counts_as_recovery), in
-# recoveries and in recoveries_without_progress (a checkpoint clears the latter). A
+# A granted claim is the prelude's ``grant`` (which counts a take-over's recovery). A
 # claim that creates the record stores the digest; a record without one (made before
 # 0.4) keeps none, which tells the engine its step ids may be old-style. Returns
 # {outcome, the record}: 2 when the claim created the record, 1 when it took a run on
@@ -169,16 +182,33 @@ if granted then
     redis.call('HSET', run, 'workflow', ARGV[2], 'inputs', ARGV[3], 'has_result', '0',
                'created', stamp(now))
     if ARGV[8] == '1' then redis.call('HSET', run, 'input_digest', ARGV[9]) end
-  elseif status == 'running' and holder and holder ~= ARGV[4] then
-    redis.call('HINCRBY', run, 'recoveries', 1)
-    redis.call('HINCRBY', run, 'recoveries_without_progress', 1)
   end
-  redis.call('HSET', run, 'status', 'running', 'owner', ARGV[4],
-             'lease', stamp(now + tonumber(ARGV[5])), 'updated', stamp(now))
-  redis.call('HDEL', run, 'error', 'finished_by')
-  touch()
+  grant(ARGV[4], ARGV[5], now, status, holder)
 end
 return {granted and (status and 1 or 2) or 0, record()}
+""",
+)
+
+# ARGV: ttl, owner, lease seconds, workflow, call token (32 chars). One run of
+# claim_orphans: taken, as claim_run would take it (the prelude's ``grant``), only while
+# it is still running, of ``workflow``, and no lease of it is live by the server's clock
+# (its owner's lease ran out, or no one holds it: released or reopened). Atomic per
+# run, so of workers asking at once one gets it, and the others find a live lease. The
+# token (one per claim_orphans call) is kept on the run (orphan_claim, until the next
+# claim), so that this very call resent after a lost reply reports the run it took.
+# Returns {1, the record} when taken, {0} when not.
+CLAIM_ORPHAN = _script(
+    "claim_orphan",
+    """
+local now = clock()
+local found = redis.call('HMGET', run, 'status', 'owner', 'workflow', 'lease', 'orphan_claim')
+local status, holder, lease = found[1], found[2], found[4]
+if status ~= 'running' or found[3] ~= ARGV[4] then return {0} end
+if holder == ARGV[2] and found[5] == ARGV[5] then return {1, record()} end
+if holder and lease and tonumber(lease) > now then return {0} end
+grant(ARGV[2], ARGV[3], now, status, holder)
+redis.call('HSET', run, 'orphan_claim', ARGV[5])
+return {1, record()}
 """,
 )
 
@@ -254,8 +284,10 @@ return 1
 """,
 )
 
-# ARGV: ttl. A run executing somewhere (live lease) gets cancel_requested, which its
-# next checkpoint reports; a failed or released one is cancelled at once.
+# ARGV: ttl, channel, message. A run executing somewhere (live lease) gets
+# cancel_requested, which its next checkpoint reports; a failed or released one is
+# cancelled at once. Either way the message goes out on the channel, so that a run
+# waiting (a sleep, a signal) in any process hears of it at once (wait_for_change).
 # Returns {known (1/0), the record}.
 REQUEST_CANCEL = _script(
     "request_cancel",
@@ -273,6 +305,7 @@ if status == 'running' or status == 'failed' then
     redis.call('HDEL', run, 'cancel_requested', 'finished_by')
   end
   touch()
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
 return {1, record()}
 """,
@@ -332,67 +365,3 @@ redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 """,
 )
-
-
-async def run_script(
-    client: Redis, script: Script, keys: tuple[str, str], args: Sequence[str | int]
-) -> Any:
-    """EVALSHA, loading the script first if the server does not know it (yet, or any
-    more: a restarted server has an empty script cache)."""
-    try:
-        return await client.evalsha(script.sha, 2, *keys, *args)
-    except NoScriptError:
-        await client.script_load(script.source)
-        return await client.evalsha(script.sha, 2, *keys, *args)
-
-
-async def run_script_indexed(
-    client: Redis,
-    script: Script,
-    keys: tuple[str, str],
-    args: Sequence[str | int],
-    *,
-    index: str,
-    run_id: str,
-    score: float,
-) -> Any:
-    """``run_script`` plus ``ZADD NX index score run_id``, pipelined: one round trip.
-
-    The index entry goes first, so that a crash in between leaves an entry without a
-    record (``list_runs`` skips and prunes it), never a record missing from the index.
-    It is a separate command, not part of the script, because on a Redis Cluster the
-    index lives in another slot than the run's hash.
-    """
-    if isinstance(client, RedisCluster):  # its pipelines refuse EVALSHA: two round trips
-        await client.zadd(index, {run_id: score}, nx=True)
-        return await run_script(client, script, keys, args)
-    for attempt in (1, 2):
-        pipe = client.pipeline(transaction=False)
-        pipe.zadd(index, {run_id: score}, nx=True)
-        pipe.evalsha(script.sha, 2, *keys, *args)
-        try:
-            results: list[Any] = await pipe.execute()
-        except NoScriptError:
-            if attempt == 2:
-                raise
-            await client.script_load(script.source)
-            continue
-        return results[-1]
-    raise AssertionError("unreachable")
-
-
-async def run_script_many(
-    client: Redis, script: Script, calls: Sequence[tuple[tuple[str, str], Sequence[str | int]]]
-) -> list[Any]:
-    """One script on many runs: pipelined, or one call after another on a Cluster (its
-    pipelines refuse EVALSHA). For bulk maintenance, not for hot paths."""
-    if not calls:
-        return []
-    await client.script_load(script.source)
-    if isinstance(client, RedisCluster):
-        return [await run_script(client, script, keys, args) for keys, args in calls]
-    pipe = client.pipeline(transaction=False)
-    for keys, args in calls:
-        pipe.evalsha(script.sha, 2, *keys, *args)
-    results: list[Any] = await pipe.execute()
-    return results

@@ -1,9 +1,13 @@
-"""Waking workflows that wait for a signal, through one pub/sub subscription per store.
+"""Waking workflows that wait for a signal, or for any change of their run, through one
+pub/sub subscription per store.
 
 The ``set_signal`` script publishes ``[run id, name]`` on the prefix's channel in the
-same call that stores the payload. Each store keeps one subscription to that channel
-(a dedicated connection, opened the first time a workflow waits) and wakes its
-waiters from it, so a delivery from any process wakes the run within milliseconds.
+same call that stores the payload, and ``request_cancel`` publishes ``[run id]``. Each
+store keeps one subscription to that channel (a dedicated connection, opened the first
+time a workflow waits) and wakes its waiters from it: a signal's waiters on its own
+message, a run's change waiters (``wait_for_change``) on either. So a delivery or a
+cancellation from any process wakes the run within milliseconds. (A listener of a
+version before change waits ignores ``[run id]``, which is no ``[run id, name]``.)
 
 Pub/sub is at most once: a message published while the subscription is down (the
 server restarting, say) is lost. So every (re)subscription wakes every waiter to look
@@ -18,27 +22,36 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from durable.waits import raise_if_cancel_lost
+
 log = logging.getLogger("durable.redis")
 
-SignalKey = tuple[str, str]
+#: Who waits: (run id, signal name), or (run id, None) for any change of the run.
+WaitKey = tuple[str, str | None]
 
 
 def signal_message(run_id: str, name: str) -> str:
+    """What ``set_signal`` publishes: signal ``name`` of the run was delivered."""
     return json.dumps([run_id, name])
 
 
+def change_message(run_id: str) -> str:
+    """What ``request_cancel`` publishes: the run changed (no signal of it)."""
+    return json.dumps([run_id])
+
+
 class SignalListener:
-    """One subscription to ``channel``, dispatching deliveries to local waiters."""
+    """One subscription to ``channel``, dispatching its messages to local waiters."""
 
     def __init__(self, client: Redis, channel: str, where: str) -> None:
         self._client = client
         self._channel = channel
         self._where = where  # the masked URL, for log messages
-        self._waiters: dict[SignalKey, set[asyncio.Future[None]]] = {}
+        self._waiters: dict[WaitKey, set[asyncio.Future[None]]] = {}
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: The client offers no pub/sub (an asyncio RedisCluster before redis-py 8): waiters poll.
@@ -47,11 +60,12 @@ class SignalListener:
     async def wait(
         self,
         run_id: str,
-        name: str,
+        name: str | None,
         max_wait: float,
         delivered: Callable[[], Awaitable[bool]],
     ) -> None:
-        """Return once ``run_id``'s signal ``name`` may be there, or after ``max_wait`` s.
+        """Return once ``run_id``'s signal ``name`` may be there (``name`` None: once the
+        run may have changed), or after ``max_wait`` s.
 
         ``delivered`` checks the store; it runs once the subscription is live, which
         closes the gap between the engine's own check and the subscription.
@@ -114,6 +128,7 @@ class SignalListener:
             try:
                 await pubsub.subscribe(self._channel)
                 while True:
+                    raise_if_cancel_lost()  # a cancellation redis-py swallowed
                     # A bounded wait, not timeout=None: before redis-py 8 a blocking
                     # read of a subscription gave up after socket_timeout.
                     message: Any = await pubsub.get_message(timeout=1.0)
@@ -145,10 +160,16 @@ class SignalListener:
             self._subscribed.set()
         elif kind == "message":
             try:
-                run_id, name = json.loads(_text(message.get("data")))
-            except (ValueError, TypeError):
+                decoded: object = json.loads(_text(message.get("data")))
+            except ValueError:
                 return  # not ours: someone else publishing on the channel
-            self._wake(self._waiters.get((str(run_id), str(name)), ()))
+            words = cast("list[object]", decoded) if isinstance(decoded, list) else []
+            if len(words) not in (1, 2):
+                return  # not ours either
+            run_id = str(words[0])
+            if len(words) == 2:  # a signal: its waiters, and the run's change waiters
+                self._wake(self._waiters.get((run_id, str(words[1])), ()))
+            self._wake(self._waiters.get((run_id, None), ()))
 
     def _wake_all(self) -> None:
         for waiters in list(self._waiters.values()):

@@ -54,6 +54,20 @@ def checked_ttl(ttl: object, where: str = "RedisStore(ttl=...)") -> float | None
     return seconds
 
 
+def check_lease(ttl: float | None, lease_seconds: float, where: str) -> None:
+    """Refuse a lease longer than the ttl, before anything is written: the run's keys
+    could expire while it executes (renewals come every third of the lease), and a
+    late write would then rebuild a record without its inputs."""
+    if ttl is not None and float(lease_seconds) > ttl:
+        raise ValueError(
+            f"the Redis store {where} has ttl={ttl:g} s, shorter than the lease of this "
+            f"workflow (lease_seconds={float(lease_seconds):g}): the ttl must be at least "
+            "lease_seconds (better many times it), or a run's keys could expire while it "
+            "executes. Raise ttl (RedisStore(ttl=...) or ?ttl=; none: no expiry) or lower "
+            "Workflow(lease_seconds=...)"
+        )
+
+
 def ttl_milliseconds(ttl: float | None) -> int:
     """The TTL the scripts set (0: none); at least 1 ms for any positive ttl."""
     return 0 if ttl is None else max(1, round(ttl * 1000))
