@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import LeaseLostError, NonDeterminismError, RunCancelledError, StepIdConflictError
+from .records import storable_text
 from .scopes import Scope, Unordered, engine_section
 
 if TYPE_CHECKING:
@@ -227,6 +228,7 @@ class RunContext:
 
     async def record_attempt(self, step_id: str, attempt: int, error: str) -> None:
         """Note a failed attempt of ``step_id`` (0: the failure was final), fenced."""
+        error = storable_text(error)
         try:
             if self.fence is None:
                 await self.store.record_attempt(self.run_id, step_id, attempt, error)

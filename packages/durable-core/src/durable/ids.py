@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .errors import IdTemplateError
+from .errors import DurableError, IdTemplateError
 from .serialization import Unserializable, canonical_json, to_json
 
 _ROOT = re.compile(r"[.\[]")
@@ -205,3 +205,33 @@ def _type_name(value: object) -> str:
     if kind.__module__ == "builtins":
         return kind.__qualname__
     return f"{kind.__module__}.{kind.__qualname__}"
+
+
+#: The longest run id or signal name a store is asked to keep, in UTF-8 bytes: keys of
+#: PostgreSQL's indexes hold at most ~2,700 bytes (run id and step id together).
+MAX_KEY_BYTES = 1024
+
+
+def check_storable_key(value: object, what: str) -> None:
+    """Refuse, before anything is written or run, a run id or signal name (``what``
+    says which) that some store cannot keep: not a str, a lone surrogate (no UTF-8),
+    a NUL character (PostgreSQL's text refuses it), more than MAX_KEY_BYTES."""
+    if not isinstance(value, str):
+        raise DurableError(f"a {what} is a str, not {type(value).__name__} ({value!r})")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise DurableError(
+            f"the {what} {value!r} cannot be stored: it holds {exc.object[exc.start]!r}, "
+            "a lone surrogate that no text encoding can write; nothing was run"
+        ) from None
+    if "\x00" in value:
+        raise DurableError(
+            f"the {what} {value!r} cannot be stored: it holds a NUL character (\\x00), "
+            "which PostgreSQL's text refuses; nothing was run"
+        )
+    if size > MAX_KEY_BYTES:
+        raise DurableError(
+            f"the {what} {value[:60]!r}... is {size:,} bytes long, more than the "
+            f"{MAX_KEY_BYTES:,} a store is asked to keep; nothing was run"
+        )

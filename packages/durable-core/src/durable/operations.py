@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import DurableError, UnsupportedOperation
 from .owners import owner_is_dead
-from .records import RunRecord, RunStatus, lease_is_live
+from .records import RunRecord, RunStatus, lease_is_live, storable_text
 from .runner import RunExecutor
 from .settings import SettingError, SettingTypeError, non_negative_int, positive_seconds
 from .store import Store, scan_all
@@ -173,7 +173,7 @@ class RunManager:
             # (with the reason) so that it stops being an orphan.
             log.error("run %s cannot be recovered: %s", record.run_id, exc)
             store = await self._executor.ready_store()
-            await store.finish_run(record.run_id, "", "failed", error=str(exc))
+            await store.finish_run(record.run_id, "", "failed", error=storable_text(str(exc)))
 
     def worker(self, poll: float) -> contextlib.AbstractAsyncContextManager[None]:
         """Recover at start and every ``poll`` seconds, until the block exits; a bad

@@ -147,6 +147,21 @@ def holds_run(record: RunRecord | None, owner: str) -> bool:
     return record is not None and record.status == "running" and record.owner == owner
 
 
+def storable_text(text: str) -> str:
+    """``text`` (an error's message) as every store can keep it: NUL characters, which
+    PostgreSQL's text refuses, and lone surrogates, which no UTF-8 encoder takes, are
+    written as escapes (``\\x00``, ``\\udc80``). An error's text comes from user code
+    (``f"{exc}"``); a run whose outcome cannot be written stays ``running`` unowned, and
+    recovery would run its body again and again."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def stale_write(
     run_id: str, what: str, why: str = "another owner holds the run now"
 ) -> LeaseLostError:

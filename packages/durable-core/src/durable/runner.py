@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from asyncio import AbstractEventLoop as EventLoop
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,10 +17,14 @@ from .errors import (
     RunCancelledError,
     RunFailedError,
     SerializationError,
+    StoreError,
 )
 from .faults import fault_point
+from .heartbeat import Heartbeat
 from .identity import check_identity
+from .ids import MAX_KEY_BYTES, check_storable_key
 from .owners import forks, new_owner_id, owner_is_dead
+from .records import storable_text
 from .scopes import engine_section, install_task_factory
 from .serialization import Unserializable, from_json, return_annotation
 from .store import FinalStatus, RunClaim, RunRecord, Store
@@ -30,6 +33,10 @@ if TYPE_CHECKING:
     from .flows import WorkflowFunction
 
 log = logging.getLogger("durable")
+
+#: Refused claims in a row that the rules allow before the store is taken for broken
+#: (one is a race with another claim; the next answer shows it).
+_STALE_CLAIM_ANSWERS = 5
 
 
 class RunExecutor:
@@ -98,8 +105,13 @@ class RunExecutor:
 
     async def _run_unawaited(self, flow: WorkflowFunction[..., Any], call: Call) -> Any:
         run_id = call.run_id
-        if not isinstance(run_id, str) or not run_id.isascii():  # pyright: ignore[reportUnnecessaryIsInstance]
-            _refuse_unstorable(run_id)
+        if (
+            not isinstance(run_id, str)  # pyright: ignore[reportUnnecessaryIsInstance]
+            or not run_id.isascii()
+            or len(run_id) > MAX_KEY_BYTES
+            or "\x00" in run_id
+        ):
+            check_storable_key(run_id, "run id")
         if not self._ready:
             await self.ready_store()
         while (pending := self._inflight.get(run_id)) is not None:
@@ -171,7 +183,7 @@ class RunExecutor:
         ctx.recovered = not claim.created and (
             record.created_at != record.updated_at or record.recoveries > 0 or bool(steps)
         )
-        heartbeat = _Heartbeat(self, ctx, loop)
+        heartbeat = Heartbeat(self, ctx, loop)
         self._contexts[run_id] = ctx
         install_task_factory(loop, active_run)
         body_task = asyncio.current_task(loop)
@@ -245,6 +257,7 @@ class RunExecutor:
         run_id = call.run_id
         takeover: str | None = None
         waiting_logged = False
+        stale_answers = 0
         while True:
             claim = await self.store.claim_run(
                 run_id,
@@ -262,8 +275,20 @@ class RunExecutor:
                 if claim.acquired:  # a store that does not check identity granted it
                     await self._release_quietly(run_id)
                 raise
-            if claim.acquired or record.status == "completed":
+            if claim.acquired or (record.status == "completed" and record.has_result):
                 return claim
+            if record.status in ("failed", "completed"):
+                # The rules grant this claim (records.claim_allowed), yet it was refused:
+                # the store reported the run as it was before a concurrent claim took
+                # it. Its "result" is no answer; ask again, and see that claim's state.
+                stale_answers += 1
+                if stale_answers > _STALE_CLAIM_ANSWERS:
+                    raise StoreError(
+                        f"run {run_id!r}: the store {type(self.store).__name__} refused "
+                        f"{stale_answers} claims in a row that its rules allow (the run is "
+                        f"{record.status}); a store must grant them"
+                    )
+                continue
             _raise_if_ended(record)
             if owner_is_dead(record.owner):
                 log.warning("run %s: its owner %s is gone; taking it over", run_id, record.owner)
@@ -306,6 +331,8 @@ class RunExecutor:
         """Record the outcome as the run's owner; a fenced store that refuses it (another
         owner took the run over meanwhile) makes this caller's answer LeaseLostError."""
         store = self.store
+        if error is not None:
+            error = storable_text(error)
         recorded = await store.finish_run(
             run_id, self.owner, status, result=result, has_result=has_result, error=error
         )
@@ -314,68 +341,6 @@ class RunExecutor:
                 f"run {run_id!r} was taken over by another owner before its outcome "
                 f"({status}) was recorded here; its outcome is theirs to record"
             )
-
-
-class _Heartbeat:
-    """Renews the run's lease every third of its length, off the run's own path."""
-
-    def __init__(self, executor: RunExecutor, ctx: RunContext, loop: EventLoop) -> None:
-        self._executor = executor
-        self._ctx = ctx
-        self._loop = loop
-        self._renewal: asyncio.Task[None] | None = None
-        self._renewed_at = time.monotonic()
-        self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)
-
-    def _due(self) -> None:
-        self._renewal = self._loop.create_task(self._renew())
-
-    async def _renew(self) -> None:
-        executor, ctx = self._executor, self._ctx
-        try:
-            still_ours = await executor.store.renew_lease(
-                ctx.run_id, executor.owner, executor.lease_seconds
-            )
-        except Exception:
-            log.warning("run %s: renewing its lease failed", ctx.run_id, exc_info=True)
-            # Try again next time while the lease lasts; once it has run out, another
-            # process may own the run, so this one must stop.
-            still_ours = time.monotonic() - self._renewed_at < executor.lease_seconds
-        else:
-            self._renewed_at = ctx.lease_confirmed_at = time.monotonic()
-        if not still_ours:
-            log.error("run %s: its lease is lost; stopping here", ctx.run_id)
-            ctx.lose_lease()
-            return
-        await self._notice_cancellation()
-        self._handle = self._loop.call_later(executor.lease_seconds / 3, self._due)
-
-    async def _notice_cancellation(self) -> None:
-        # A run waiting (sleep, signal) takes no step that would report a cancellation.
-        try:
-            record = await self._executor.store.get_run(self._ctx.run_id)
-        except Exception:
-            return
-        if record is not None and record.cancel_requested:
-            self._ctx.request_cancel()
-
-    def stop(self) -> None:
-        self._handle.cancel()
-        if self._renewal is not None:
-            self._renewal.cancel()
-
-
-def _refuse_unstorable(run_id: object) -> None:
-    """A run id is text a store can write; say what is wrong before anything runs."""
-    if not isinstance(run_id, str):
-        raise DurableError(f"a run id is a str, not {type(run_id).__name__} ({run_id!r})")
-    try:
-        run_id.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise DurableError(
-            f"the run id {run_id!r} cannot be stored: it holds {exc.object[exc.start]!r}, "
-            "a lone surrogate that no text encoding can write; nothing was run"
-        ) from None
 
 
 def _raise_if_ended(record: RunRecord) -> None:

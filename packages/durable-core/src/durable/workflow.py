@@ -28,6 +28,7 @@ from .backoff import BackoffStrategy, exponential
 from .context import RunContext, active_run
 from .errors import NotInWorkflowError, SerializationError, SyncFunctionError
 from .flows import WorkflowFunction
+from .ids import check_storable_key
 from .operations import RunManager
 from .owners import new_owner_id
 from .plugins import DEFAULT_DB, resolve_store
@@ -253,6 +254,7 @@ class Workflow:
         ``inf`` are refused (wait forever with ``timeout=None``).
         """
         ctx = _current(f"wf.signal({name!r})")
+        check_storable_key(name, "signal name")
         poll = positive_seconds(f"wf.signal({name!r}, poll=...)", poll)
         deadline = await waits.signal_deadline(ctx, name, timeout)
         key = (ctx.run_id, name)
@@ -282,6 +284,8 @@ class Workflow:
         The payload is stored as given (``None``, ``0``, ``False`` and ``""`` too);
         the first delivery wins and later ones change nothing.
         """
+        check_storable_key(run_id, "run id")
+        check_storable_key(name, "signal name")
         try:
             data = to_json(payload)
         except Unserializable as exc:
