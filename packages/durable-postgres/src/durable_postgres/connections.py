@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -54,6 +55,18 @@ CLOSE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT)
 #: An attempt is cut at statement_timeout, or where retry_seconds run out, but it gets
 #: this long at least (retry_seconds=0 still tries once).
 _LEAST_ATTEMPT_SECONDS = 1.0
+
+
+def _server_settings(dsn: str | None, statement_timeout: float) -> dict[str, str]:
+    """The server's own ``statement_timeout`` for the store's connections: the limit
+    at which this side gives an attempt up and cuts its connection. A server does not
+    notice a cut connection while its statement waits (for a lock, say), so without it
+    the statement would go on, might still commit after the caller got its
+    ``StoreError``, and each retry would leave one more such backend behind. A
+    ``?statement_timeout=`` in the URL is the user's choice and kept."""
+    if dsn is not None and "statement_timeout" in dict(parse_qsl(urlsplit(dsn).query)):
+        return {}
+    return {"statement_timeout": str(max(1, round(statement_timeout * 1000)))}
 
 
 class Connector:
@@ -96,8 +109,10 @@ class Connector:
         """The pool of the running event loop, made on first use."""
         loop = asyncio.get_running_loop()
         pool = self._pool
-        if pool is not None and (not self._own_pools or self._pool_loop is loop):
+        if pool is not None and self._pool_loop is loop:
             return pool
+        if pool is not None and not self._own_pools:
+            return self._check_pools_loop(pool, loop)
         if self._opening is None or self._pool_loop is not loop:
             self._opening, self._pool_loop = asyncio.Lock(), loop
             self._pool, self._express, self._express_busy = None, None, False
@@ -107,6 +122,22 @@ class Connector:
                 self._pool = await self._make_pool()
         return self._pool
 
+    def _check_pools_loop(
+        self, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop
+    ) -> asyncpg.Pool:
+        """The user's pool, on the loop it was made on; elsewhere its connections cannot
+        work (asyncpg binds them to that loop), and only its maker can make another."""
+        made_on: object = getattr(pool, "_loop", loop)  # asyncpg's Pool keeps it there
+        if made_on is not loop:
+            raise StoreError(
+                f"{self.shown_as}: the asyncpg pool given to the store was made on another "
+                "event loop (an earlier asyncio.run, another thread): asyncpg connections "
+                "work only on their own loop. Make the pool on this loop and give the store "
+                "that one, or give the store a DSN (it then makes a pool per loop)"
+            )
+        self._pool_loop = loop
+        return pool
+
     async def _make_pool(self) -> asyncpg.Pool:
         try:
             pool = await asyncpg.create_pool(
@@ -115,6 +146,7 @@ class Connector:
                 max_size=self._max_size,
                 timeout=self._connect_timeout,
                 reset=_keep_session,
+                server_settings=_server_settings(self._dsn, self.statement_timeout),
             )
         except CONNECT_FAILURES as exc:
             raise self.error("connect", exc) from None

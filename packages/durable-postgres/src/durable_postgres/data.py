@@ -34,15 +34,31 @@ T = TypeVar("T")
 SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
 
+#: Settings of the store that are arguments, not URL options: asyncpg would send them
+#: to the server as settings, which refuses them at every connection.
+_ARGUMENTS_ONLY = ("connect_timeout", "retry_seconds", "min_size", "max_size")
+
+
 def split_dsn(dsn: str) -> tuple[str, str | None]:
     """``(dsn for asyncpg, schema)``: the ``?schema=`` option is the store's, every other
-    option is asyncpg's (``sslmode=``, ``connect_timeout=`` ... or a server setting)."""
-    parts = urlsplit(dsn)
+    option is asyncpg's (``sslmode=``, ``application_name=`` ... or a server setting).
+    A URL asyncpg could not use is refused here, not at the first connection."""
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018 - parsed now: "host:notaport" raises ValueError
+    except ValueError as exc:
+        raise SettingError(f"the PostgreSQL DSN {mask_url(dsn)!r} is not a URL: {exc}") from None
     if parts.scheme not in SCHEMES:
         raise SettingError(
             f"a PostgreSQL DSN starts with postgresql:// or postgres://, not {mask_url(dsn)!r}"
         )
     options = parse_qsl(parts.query, keep_blank_values=True)
+    for key, _ in options:
+        if key in _ARGUMENTS_ONLY:
+            raise SettingError(
+                f"{key} is an argument of PostgresStore ({key}=...), not an option of its "
+                f"URL: {mask_url(dsn)!r}"
+            )
     schemas = [value for key, value in options if key == "schema"]
     rest = [(key, value) for key, value in options if key != "schema"]
     scheme = "postgresql" if parts.scheme == "postgresql+asyncpg" else parts.scheme
@@ -93,10 +109,11 @@ class PostgresData(DataStore):
                 raise SettingError(f"dsn must be a str, not {type(dsn).__name__}")
             dsn, from_url = split_dsn(dsn)
         schema = schema if schema is not None else from_url or "durable"
-        if not SCHEMA_NAME.fullmatch(schema):
+        if not SCHEMA_NAME.fullmatch(schema) or schema.lower().startswith("pg_"):
             raise SettingError(
                 f"schema must be a plain identifier of at most 48 characters (letters, "
-                f"digits, _; not starting with a digit), not {schema!r}"
+                f"digits, _; not starting with a digit or pg_, which PostgreSQL keeps for "
+                f"itself), not {schema!r}"
             )
         min_size = positive_int("min_size", min_size) if min_size else 0
         max_size = positive_int("max_size", max_size)
@@ -182,7 +199,7 @@ class PostgresData(DataStore):
         )  # fmt: skip
 
         async def write(conn: Conn, retrying: bool) -> bool:
-            if retrying and await self._read_run_on(conn, r.run_id) == data:
+            if retrying and _same_data(await self._read_run_on(conn, r.run_id), data):
                 return True  # the first try committed before its connection broke
             async with conn.transaction():
                 if expected is None:
@@ -279,3 +296,12 @@ def _split_cursor(cursor: str) -> tuple[float, str]:
         return float(created), run_id
     except ValueError:
         raise ValueError(f"not a cursor of PostgresStore.scan_runs: {cursor!r}") from None
+
+
+def _same_data(found: RunData | None, sent: RunData) -> bool:
+    """Whether ``found`` is what ``sent`` wrote, compared as JSON text: a value holding
+    ``NaN`` equals nothing once decoded, not even itself."""
+    if found is None:
+        return False
+    text = json.dumps(found.to_json(), sort_keys=True)
+    return text == json.dumps(sent.to_json(), sort_keys=True)

@@ -37,10 +37,19 @@ _LIVE = "(r.owner IS NOT NULL AND r.lease_expires_at IS NOT NULL AND r.lease_exp
 
 def _claim(s: str) -> str:
     # One statement: create the run, or take it over when durable.records.claim_allowed
-    # lets this owner ($4), or return the record as it is (refused). When two new
-    # claims race, the loser's INSERT waits for the winner's commit and its snapshot
-    # misses the row: no row comes back, and the store runs the statement again.
+    # lets this owner ($4), or return the record as it is (refused). Two claims racing
+    # make the loser wait for the winner's commit; what it then sees is the winner's
+    # row in its UPDATE (re-read after the lock), but the row as it was before in its
+    # SELECT (the statement's snapshot). So a loser gets no row back, and the store runs
+    # the statement again, whenever the snapshot shows no row or a row this claim could
+    # have taken: never a refusal with the state from before the winner's claim (a
+    # "completed" run without its result, say, which the engine must not return).
     recovered = "(r.status = 'running' AND r.owner IS NOT NULL AND r.owner <> $4)::int"
+    claimable = f"""r.workflow = $2
+    AND ($7::text IS NULL OR r.input_digest IS NULL OR r.input_digest = $7)
+    AND (r.status = 'failed'
+         OR (r.status = 'completed' AND NOT r.has_result)
+         OR (r.status = 'running' AND (r.owner = $4 OR r.owner = $6 OR NOT {_LIVE})))"""
     return f"""
 WITH clock AS (SELECT {NOW} AS now),
 created AS (
@@ -57,18 +66,15 @@ reclaimed AS (
     recoveries_without_progress = r.recoveries_without_progress + {recovered},
     version = r.version + 1
   FROM clock
-  WHERE r.run_id = $1 AND NOT EXISTS (SELECT 1 FROM created)
-    AND r.workflow = $2 AND ($7::text IS NULL OR r.input_digest IS NULL OR r.input_digest = $7)
-    AND (r.status = 'failed'
-         OR (r.status = 'completed' AND NOT r.has_result)
-         OR (r.status = 'running' AND (r.owner = $4 OR r.owner = $6 OR NOT {_LIVE})))
+  WHERE r.run_id = $1 AND NOT EXISTS (SELECT 1 FROM created) AND {claimable}
   RETURNING {", ".join(f"r.{c}" for c in RUN_COLUMNS.split(", "))}
 )
 SELECT true, true, * FROM created
 UNION ALL SELECT true, false, * FROM reclaimed
-UNION ALL SELECT false, false, {RUN_COLUMNS} FROM {s}.runs
-  WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM created)
-    AND NOT EXISTS (SELECT 1 FROM reclaimed)
+UNION ALL SELECT false, false, {", ".join(f"r.{c}" for c in RUN_COLUMNS.split(", "))}
+  FROM {s}.runs r, clock
+  WHERE r.run_id = $1 AND NOT EXISTS (SELECT 1 FROM created)
+    AND NOT EXISTS (SELECT 1 FROM reclaimed) AND ({claimable}) IS NOT TRUE  -- NULL when $6 is
 """
 
 

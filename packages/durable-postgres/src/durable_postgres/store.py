@@ -36,8 +36,9 @@ from .sql import run_record
 
 _EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 
-#: How often a claim runs again after losing the race to create a new run (the loser
-#: sees neither its own insert nor the winner's row; the next try sees the row).
+#: How often a claim runs again after losing a race to another claim: the loser's
+#: snapshot shows no row, or the row as it was before the winner took it (see
+#: sql._claim); the next try sees the winner's row.
 _CLAIM_TRIES = 5
 
 
@@ -236,9 +237,7 @@ class PostgresStore(PostgresData):
         async def finish(conn: Conn, retrying: bool) -> bool:
             if retrying:  # the first try may have committed: read the outcome, not guess
                 row = await conn.fetchrow(self._sql.get_run, run_id)
-                if row is not None and _is_outcome(
-                    run_record(row), status, result, has_result, error
-                ):
+                if row is not None and _is_outcome(row, status, value, has_result, error):
                     return True
             return bool(
                 await conn.fetchval(
@@ -331,13 +330,15 @@ def _why_not_held(status: str | None) -> str:
 
 
 def _is_outcome(
-    record: RunRecord, status: str, result: Any, has_result: bool, error: str | None
+    row: Any, status: str, value: str | None, has_result: bool, error: str | None
 ) -> bool:
-    """Whether ``record`` shows this outcome recorded (an owner no longer on it)."""
+    """Whether the runs row ``row`` (RUN_COLUMNS) shows this outcome recorded, an owner
+    no longer on it. The result is compared as the JSON text that was sent, not as a
+    value decoded again: ``NaN`` equals nothing, not even itself."""
     return (
-        record.status == status
-        and record.owner is None
-        and record.has_result == has_result
-        and (not has_result or record.result == result)
-        and record.error == error
+        row["status"] == status
+        and row["owner"] is None
+        and row["has_result"] == has_result
+        and (not has_result or row["result"] == value)
+        and row["error"] == error
     )
