@@ -184,3 +184,20 @@ def test_a_users_pool_used_on_another_event_loop_is_a_clear_error(pg_url: str, s
             await holder["flow"](2)
 
     asyncio.run(second())
+
+
+async def test_a_pool_with_no_free_connection_is_named_as_the_cause(
+    pg_url: str, schema: str
+) -> None:
+    """Every connection of a user's pool busy past the attempt's limit: the error says
+    the pool had none free, not that the server did not answer."""
+    pool = await asyncpg.create_pool(driver_dsn(pg_url), min_size=1, max_size=2)
+    store = PostgresStore(pool=pool, schema=schema, retry_seconds=1, statement_timeout=1)
+    try:
+        await store.setup()
+        async with pool.acquire(), pool.acquire():  # someone else holds both
+            with pytest.raises(StoreError, match="no connection of the pool of 2 was free"):
+                await store.get_run("r-1")
+    finally:
+        await store.close()
+        await pool.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -55,6 +56,18 @@ CLOSE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT)
 #: An attempt is cut at statement_timeout, or where retry_seconds run out, but it gets
 #: this long at least (retry_seconds=0 still tries once).
 _LEAST_ATTEMPT_SECONDS = 1.0
+
+
+#: Set while an attempt waits for a free connection of the pool (the attempt runs in
+#: the caller's task, so the caller reads it after a timeout cut the attempt).
+_waiting_for_pool: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "durable_postgres_waiting_for_pool", default=False
+)
+
+
+class PoolExhausted(TimeoutError):
+    """Every connection of the pool stayed busy for the whole attempt (retried, as the
+    timeout it is); an error then says so instead of blaming the server."""
 
 
 def _server_settings(dsn: str | None, statement_timeout: float) -> dict[str, str]:
@@ -185,9 +198,12 @@ class Connector:
                 # A server that stops answering (a lost network, a frozen primary) closes
                 # nothing: without a limit the statement would wait forever.
                 left = max(deadline - time.monotonic(), _LEAST_ATTEMPT_SECONDS)
+                _waiting_for_pool.set(False)
                 async with asyncio.timeout(min(self.statement_timeout, left)):
                     return await self._attempt(pool, op, retrying)
             except TRANSIENT as exc:
+                if isinstance(exc, TimeoutError) and _waiting_for_pool.get():
+                    exc = PoolExhausted()  # cut while no connection was free: not the server
                 if time.monotonic() + delay > deadline:
                     raise self.error(what, exc, retried=True) from None
             except asyncpg.PostgresError as exc:
@@ -201,14 +217,18 @@ class Connector:
     ) -> T:
         express = self._express
         if self._express_busy or (express is None and not self._own_pools):
-            async with pool.acquire() as conn:
-                try:
-                    return await op(conn, retrying)
-                except BaseException:
-                    # Never lend a connection in doubt again (cut, or its statement
-                    # cancelled halfway: giving it back would wait out the cancellation).
-                    conn.terminate()
-                    raise
+            _waiting_for_pool.set(True)
+            conn = await pool.acquire()
+            _waiting_for_pool.set(False)
+            try:
+                return await op(conn, retrying)
+            except BaseException:
+                # Never lend a connection in doubt again (cut, or its statement
+                # cancelled halfway: giving it back would wait out the cancellation).
+                conn.terminate()
+                raise
+            finally:
+                await pool.release(conn)
         self._express_busy = True
         if express is None:
             # The first operation keeps its connection: a lone workflow's operations
@@ -235,8 +255,16 @@ class Connector:
     ) -> StoreError:
         what = what if isinstance(what, str) else what()
         cause = str(exc) or type(exc).__name__
-        if isinstance(exc, TimeoutError) and not str(exc):
-            cause = f"the server did not answer within {self.statement_timeout:g} s"
+        if isinstance(exc, PoolExhausted):
+            pool = self._pool
+            size = f" of {pool.get_max_size()}" if pool is not None else ""
+            cause = (
+                f"no connection of the pool{size} was free in time (a store on a pool of "
+                "yours holds one of its connections to listen while runs wait)"
+            )
+        elif isinstance(exc, TimeoutError) and not str(exc):
+            limit = self._connect_timeout if what == "connect" else self.statement_timeout
+            cause = f"the server did not answer within {limit:g} s"
         cause = mask_urls_in(f"{type(exc).__name__}: {cause}", self._dsn)
         after = f" (retried for {self.retry_seconds:g} s)" if retried else ""
         return StoreError(f"{self.shown_as}: could not {what}{after}: {cause}")
