@@ -95,3 +95,21 @@ async def test_run_ids_and_signal_names_a_store_cannot_keep_are_refused(bad: str
         await wf.complete("r-1", bad, True)
     assert ran == []
     assert await flow.run("x" * 1024, "fits") == "fits"
+
+
+async def test_a_step_id_a_store_cannot_keep_is_refused_before_the_step_runs() -> None:
+    wf = Workflow("app", db="memory://")
+    ran: list[int] = []
+
+    @wf.task
+    async def charge() -> int:
+        ran.append(1)
+        return 1
+
+    @wf.workflow(id="pay-{n}")
+    async def flow(n: int) -> int:
+        return await charge(step_id="charge\x00v2")  # type: ignore[call-arg]
+
+    with pytest.raises(DurableError, match="cannot be stored"):
+        await flow(1)
+    assert ran == [], "the step ran, and its checkpoint could never be written"

@@ -170,11 +170,14 @@ def test_any_json_payload_round_trips_through_checkpoints_and_signals(
 
 # -- run ids and step ids ------------------------------------------------------------------
 
-IDS = st.text(min_size=1, max_size=40) | st.sampled_from(
+IDS = (st.text(min_size=1, max_size=40) | st.sampled_from(
     ["a b", "a/b", "../x", "'quoted'", '"double"', "back\\slash", "100%", "?&=#", " ", "\t\n",
-     "NULL", "; DROP TABLE steps; --", "步骤", "x" * 300, "\x00nul"]
-)  # fmt: skip
+     "NULL", "; DROP TABLE steps; --", "步骤", "x" * 300]
+)).filter(lambda text: "\x00" not in text)  # fmt: skip
+# (A NUL is refused in every id, before anything runs: tests/core/test_storable_text.py.)
 
+
+NO_NUL = st.text().filter(lambda text: "\x00" not in text)
 
 # Step ids starting with "$" are the engine's (reserved): test_step_id_conflicts.py.
 STEP_IDS = (IDS | st.just("")).filter(lambda sid: not sid.startswith("$"))
@@ -266,6 +269,6 @@ async def template_roundtrip(kind: str, a: str, b: int, c: Any) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 @SETTINGS
 @seeded
-@given(a=st.text(), b=st.integers(), c=st.text() | st.integers())
+@given(a=NO_NUL, b=st.integers(), c=NO_NUL | st.integers())
 def test_id_templates_give_str_format_and_replay_the_run(kind: str, a: str, b: int, c: Any) -> None:
     asyncio.run(template_roundtrip(kind, a, b, c))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import LeaseLostError, NonDeterminismError, RunCancelledError, StepIdConflictError
+from .ids import check_storable_key
 from .records import storable_text
 from .scopes import Scope, Unordered, engine_section
 
@@ -164,6 +165,8 @@ class RunContext:
             raise StepIdConflictError(
                 f"run {self.run_id!r}: {owner!r} was given step_id={step_id!r}; a step id is a str"
             )
+        if explicit:
+            check_storable_key(step_id, "step id", f" of {owner!r} in run {self.run_id!r}")
         if explicit and step_id.startswith(RESERVED_PREFIX):
             raise StepIdConflictError(
                 f"run {self.run_id!r}: {owner!r} was given step_id={step_id!r}, but step ids "

@@ -212,26 +212,28 @@ def _type_name(value: object) -> str:
 MAX_KEY_BYTES = 1024
 
 
-def check_storable_key(value: object, what: str) -> None:
+def check_storable_key(value: object, what: str, where: str = "") -> None:
     """Refuse, before anything is written or run, a run id or signal name (``what``
     says which) that some store cannot keep: not a str, a lone surrogate (no UTF-8),
-    a NUL character (PostgreSQL's text refuses it), more than MAX_KEY_BYTES."""
+    a NUL character (PostgreSQL's text refuses it), more than MAX_KEY_BYTES. ``where``
+    follows the value in messages (" of task 'x' in run 'r'")."""
     if not isinstance(value, str):
         raise DurableError(f"a {what} is a str, not {type(value).__name__} ({value!r})")
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise DurableError(
-            f"the {what} {value!r} cannot be stored: it holds {exc.object[exc.start]!r}, "
+            f"the {what} {value!r}{where} cannot be stored: it holds "
+            f"{exc.object[exc.start]!r}, "
             "a lone surrogate that no text encoding can write; nothing was run"
         ) from None
     if "\x00" in value:
         raise DurableError(
-            f"the {what} {value!r} cannot be stored: it holds a NUL character (\\x00), "
+            f"the {what} {value!r}{where} cannot be stored: it holds a NUL character (\\x00), "
             "which PostgreSQL's text refuses; nothing was run"
         )
     if size > MAX_KEY_BYTES:
         raise DurableError(
-            f"the {what} {value[:60]!r}... is {size:,} bytes long, more than the "
+            f"the {what} {value[:60]!r}...{where} is {size:,} bytes long, more than the "
             f"{MAX_KEY_BYTES:,} a store is asked to keep; nothing was run"
         )
