@@ -28,11 +28,13 @@ from pydantic_ai.tools import RunContext as ToolRunContext
 from pydantic_ai.toolsets import AbstractToolset, FunctionToolset
 from pydantic_ai.usage import RunUsage
 
-from durable import RunContext, Workflow, current_run
+from durable import InputsConflictError, RunContext, Workflow, current_run
 
+from .backend import reserve, reserved
 from .capability import WorkflowDurability
 from .config import DEFAULT_MODEL_CONFIG, DEFAULT_TOOL_CONFIG, TaskConfig, resolve
-from .runs import Call, Prompt, agent_workflow, current_call, encode_inputs
+from .identity import run_options
+from .runs import Call, Prompt, agent_workflow, current_call, differing_inputs, encode_inputs
 from .steps import StreamingNotSupportedError, active_run, checkpointed, rebuilding
 
 
@@ -73,6 +75,10 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
                 tool_task_config=tool_task_config,
             )
         )
+        # What the capability names the steps by: the scope of each run is taken by it.
+        self._unit_name: str = (
+            attached.name if attached is not None and attached.name else self.name
+        )
         self._flow = agent_workflow(wf, self)
 
     # -- running ------------------------------------------------------------------------------
@@ -93,21 +99,60 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         crash. Calling a run that completed rebuilds its result from the checkpoints (no model
         call). Inside a ``@wf.workflow`` without ``run_id``, the agent's steps belong to the
         enclosing run. ``deps`` and ``**kwargs`` (any ``Agent.run`` argument) are handed to
-        the agent as given and never stored: pass them again when resuming.
+        the agent as given and never stored: pass them again when resuming. The prompt, the
+        message history, ``deps`` and the options that change the answer (``output_type``,
+        ``model_settings`` ...) are the run's inputs: the run id called with other ones
+        raises :class:`~durable.InputsConflictError` before anything runs.
         """
         if run_id is None and current_run() is not None:
             return await self.run_agent(prompt, deps, message_history, None, kwargs)
         rid = run_id if run_id is not None else self.new_run_id()
         call = Call(self, prompt, message_history, deps, kwargs)
+        prompt_data, history_data = encode_inputs(prompt, message_history)
+        options = run_options(deps, kwargs)
         token = current_call.set(call)
         try:
-            await self._flow.run(rid, *encode_inputs(prompt, message_history))
+            await self._flow.run(rid, prompt_data, history_data, options)
+        except InputsConflictError as conflict:
+            await self._run_conflicting(conflict, rid, prompt_data, history_data, options)
         finally:
             current_call.reset(token)
         if call.result is not None:
             return call.result
         # The run had completed (here or in another process): replay it from its checkpoints.
         return await self._rebuild(rid, prompt, deps, message_history, kwargs)
+
+    async def _run_conflicting(
+        self,
+        conflict: InputsConflictError,
+        run_id: str,
+        prompt: Any,
+        message_history: list[Any] | None,
+        options: dict[str, str],
+    ) -> None:
+        """After the engine refused ``run_id`` for other inputs: say which agent inputs
+        differ, or resume a run recorded before the run options were inputs."""
+        record = await self.wf.get_run(run_id)
+        if record is None or record.workflow != self._flow.workflow_id:
+            raise conflict  # not this run's conflict (a workflow the agent's tools ran)
+        differ = differing_inputs(record.inputs, prompt, message_history, options)
+        if differ is None:
+            raise conflict
+        if "options" not in typing.cast("dict[str, Any]", record.inputs):
+            # Recorded by a version before the run options were inputs: what they were is
+            # not known. The same prompt and history are the same call, as they were then.
+            if not {"prompt", "message_history"} & set(differ):
+                await self._flow.run_call(self._flow.call_from_record(record, what="this call"))
+                return
+            differ = [name for name in differ if name in ("prompt", "message_history")]
+        if not differ:
+            raise conflict  # the same agent inputs: the conflict is not about them
+        raise InputsConflictError(
+            f"run {run_id!r} of agent {self.name!r} was started with other inputs than this "
+            f"call gives (inputs that differ: {', '.join(differ)}); nothing was run. A run id "
+            "stands for one agent call: call run() again with the run's own prompt, message "
+            "history, deps and options to resume or replay it, or use a new run id for new inputs"
+        ) from None
 
     def run_sync(
         self,
@@ -157,14 +202,27 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         capabilities: list[Any] = list(options.pop("capabilities", None) or ())
         if self._capability is not None:
             capabilities.append(self._capability)
-        return await self.agent.run(
-            prompt,
-            deps=deps,
-            message_history=message_history,
-            run_id=run_id,
-            capabilities=capabilities or None,
-            **options,
-        )
+        run = active_run()
+        if run is None:
+            return await self.agent.run(
+                prompt,
+                deps=deps,
+                message_history=message_history,
+                run_id=run_id,
+                capabilities=capabilities or None,
+                **options,
+            )
+        # The run's scope is taken here, where it is called, in program order: two runs
+        # in two branches of a gather keep theirs whichever reaches the agent loop first.
+        with reserved(reserve(run, self._unit_name)):
+            return await self.agent.run(
+                prompt,
+                deps=deps,
+                message_history=message_history,
+                run_id=run_id,
+                capabilities=capabilities or None,
+                **options,
+            )
 
     async def _rebuild(
         self,

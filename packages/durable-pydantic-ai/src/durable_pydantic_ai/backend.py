@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from pydantic_ai.durable_exec import (
@@ -67,6 +68,88 @@ _agent_run_scope: ContextVar[tuple[str, Scope] | None] = ContextVar(
 _tool_call: ContextVar[tuple[str, str] | None] = ContextVar(
     "durable_pydantic_ai_tool", default=None
 )
+
+
+@dataclass(eq=False)
+class Reservation:
+    """An agent run's scope ("support", "$0/support" ...), taken where the run is called.
+
+    Automatic step ids are fixed by program order in the asyncio task that asks for them
+    (:mod:`durable.scopes`). ``wrap_run`` runs in a task of pydantic-ai's, made when the
+    run gets there: two branches of a ``gather`` would number their agent runs by which
+    got there first. So the scope is taken in the caller's task, when the call is made
+    (``DurableAgent.run``, or the first hook pydantic-ai calls there), and ``wrap_run``
+    claims it.
+    """
+
+    run: DurableRunContext
+    name: str
+    scope: str
+    #: The counters of the run's units (they run one after another, or are told apart
+    #: by their tool-call ids, in tasks of pydantic-ai's).
+    counters: Scope
+    #: The pydantic-ai run id it is for, once known.
+    agent_run_id: str | None = None
+    claimed: bool = False
+
+    def fits(self, run: DurableRunContext, name: str, agent_run_id: str | None) -> bool:
+        return (
+            self.run is run
+            and self.name == name
+            and not self.claimed
+            and (self.agent_run_id is None or self.agent_run_id == agent_run_id)
+        )
+
+
+_reserved: ContextVar[Reservation | None] = ContextVar("durable_pydantic_ai_reserved", default=None)
+
+
+def reserve(run: DurableRunContext, name: str) -> Reservation:
+    """The scope of a run of agent ``name`` called now, from the current asyncio task: in
+    that task's scope, in program order (``name``, ``name#1`` ... in the workflow body)."""
+    return Reservation(run, name, run.next_step_id(name), run.new_scope())
+
+
+@contextmanager
+def reserved(reservation: Reservation) -> Generator[None]:
+    """Around one agent run: its ``wrap_run`` claims ``reservation``."""
+    token = _reserved.set(reservation)
+    try:
+        yield
+    finally:
+        _reserved.reset(token)
+
+
+def reservation_here(run: DurableRunContext, name: str, agent_run_id: str | None) -> Reservation:
+    """In a hook pydantic-ai calls in the caller's task, before the run's own tasks: the
+    run's reservation (``DurableAgent.run``'s, or one taken now)."""
+    current = _reserved.get()
+    if current is not None and current.fits(run, name, agent_run_id):
+        if agent_run_id is not None:
+            current.agent_run_id = agent_run_id
+        return current
+    reservation = reserve(run, name)
+    reservation.agent_run_id = agent_run_id
+    # Set in the caller's context, which the run's tasks copy; a later run there takes
+    # its own (an unclaimed one for another pydantic-ai run id does not fit it).
+    _reserved.set(reservation)
+    return reservation
+
+
+def claim_reservation(
+    run: DurableRunContext, name: str, agent_run_id: str | None
+) -> Reservation | None:
+    """In ``wrap_run``: the scope taken for this agent run where it was called, if any."""
+    current = _reserved.get()
+    if current is None or not current.fits(run, name, agent_run_id):
+        return None
+    current.claimed = True
+    return current
+
+
+def in_agent_run() -> bool:
+    """Whether an agent run of the current workflow run is in progress here (a tool)."""
+    return _agent_run_scope.get() is not None
 
 
 @contextmanager

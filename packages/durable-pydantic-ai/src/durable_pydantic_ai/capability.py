@@ -15,7 +15,8 @@ workflow run. Outside a workflow the capability does nothing and the agent runs 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +39,17 @@ from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import AgentDepsT, RunContext, ToolDefinition
 
-from durable import SerializationError
+from durable import NonDeterminismError, SerializationError
+from durable import RunContext as DurableRunContext
+from durable.scopes import Scope
 
 from .backend import (
     TOOL_METADATA_KEY,
     WorkflowOperationBackend,
     agent_run_scope,
-    next_unit_id,
+    claim_reservation,
+    in_agent_run,
+    reservation_here,
     tool_call_scope,
 )
 from .config import ResolvedTaskConfig, TaskConfig
@@ -134,12 +139,19 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         run = active_run()
         if run is None:
             return await super().wrap_run(ctx, handler=handler)
-        # The n-th run of this agent within the workflow run gets the scope "support",
-        # "support#1" ... counted run-wide: this hook runs in a task of pydantic-ai's, whose
-        # place among the workflow's tasks is pydantic-ai's business, not the run's.
-        scope = run.next_step_id(self.name, run.run_wide_scope())
-        with agent_run_scope(scope, run.new_scope()):
-            return await super().wrap_run(ctx, handler=handler)
+        # This hook runs in a task of pydantic-ai's, made when the run got here: the scope
+        # was taken where the run was called, in program order (backend.Reservation).
+        reservation = claim_reservation(run, self.name, ctx.run_id)
+        if reservation is not None:
+            with agent_run_scope(reservation.scope, reservation.counters):
+                return await super().wrap_run(ctx, handler=handler)
+        # A pydantic-ai that asks for no default run or conversation id: the n-th run of
+        # this agent in the workflow run gets "support", "support#1" ..., counted run-wide.
+        # That is program order only while one such run is in progress at a time.
+        with _unreserved_run(run, self.name):
+            scope = run.next_step_id(self.name, run.run_wide_scope())
+            with agent_run_scope(scope, run.new_scope()):
+                return await super().wrap_run(ctx, handler=handler)
 
     async def wrap_tool_validate(
         self,
@@ -167,15 +179,23 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
 
     # -- replay-stable identity and clock (pydantic-ai versions that ask for them) -------------
 
+    # pydantic-ai calls these in the caller's task, where the run is called: each takes the
+    # run's scope there if nothing has yet (backend.reservation_here), for wrap_run.
+
     def get_default_run_id(self) -> str | None:
         run = active_run()
         if run is None:
             return None
-        return next_unit_id(run, f"{run.run_id}:{self.name}")
+        reservation = reservation_here(run, self.name, None)
+        if reservation.agent_run_id is None:
+            reservation.agent_run_id = f"{run.run_id}:{reservation.scope}"
+        return reservation.agent_run_id
 
     def get_default_conversation_id(self, run_id: str) -> str | None:
-        if active_run() is None:
+        run = active_run()
+        if run is None:
             return None
+        reservation_here(run, self.name, run_id)
         from pydantic_ai.durable_exec import conversation_id_from_run_id
 
         return conversation_id_from_run_id(run_id)
@@ -188,9 +208,36 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         async def now() -> str:
             return dt.datetime.now(dt.UTC).isoformat()
 
-        step_id = next_unit_id(run, f"{self.name}.started_at")
+        reservation = reservation_here(run, self.name, run_id)
+        step_id = run.next_step_id(f"{reservation.scope}.started_at", reservation.counters)
         started = await checkpointed(run, step_id, now, _RECORD_ONCE)
         return dt.datetime.fromisoformat(started)
 
 
 _RECORD_ONCE = ResolvedTaskConfig(retries=0, backoff=lambda retry: 0.0)
+
+# The agents with a run in progress under a run-wide scope, per workflow run (by its
+# run-wide counters, which only it has): two runs of one agent at once are numbered by timing.
+_unreserved: set[tuple[Scope, str]] = set()
+
+
+@contextmanager
+def _unreserved_run(run: DurableRunContext, name: str) -> Generator[None]:
+    if in_agent_run():  # an agent run inside a tool of another: that tool's step orders it
+        yield
+        return
+    key = (run.run_wide_scope(), name)
+    if key in _unreserved:
+        raise NonDeterminismError(
+            f"run {run.run_id!r}: a run of agent {name!r} started while another run of it "
+            "in this workflow run was in progress, and this pydantic-ai did not say where "
+            "each was called (it asks durability capabilities for no default run or "
+            "conversation id), so their steps would be numbered by timing. Call the agent "
+            "through DurableAgent(agent, wf).run(...), which takes each run's scope where "
+            "it is called, run the agents one after another, or upgrade pydantic-ai"
+        )
+    _unreserved.add(key)
+    try:
+        yield
+    finally:
+        _unreserved.discard(key)

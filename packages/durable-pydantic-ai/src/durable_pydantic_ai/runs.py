@@ -1,15 +1,19 @@
 """The workflow behind ``DurableAgent.run()``: one per (Workflow, agent name).
 
 A call hands its live objects (the agent, deps, options, the prompt as given) to the
-workflow body through a context variable; only the prompt and the message history are
-workflow inputs, stored as JSON in pydantic-ai's own message format. So a run the engine
-restarts by itself (``wf.resume``, ``wf.recover``, ``wf.worker``) gets them back exactly,
+workflow body through a context variable. The workflow's inputs are the prompt and the
+message history, stored as JSON in pydantic-ai's own message format, and a digest of
+each run option that changes the answer (``deps``, ``output_type``, ``model_settings``
+...; see :mod:`.identity`). So the engine's identity check refuses a run id called again
+with other inputs before anything runs, and a run the engine restarts by itself
+(``wf.resume``, ``wf.recover``, ``wf.worker``) gets its prompt and history back exactly,
 and runs with the agent of that name built last, without deps or other run options.
 """
 
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -48,7 +52,7 @@ class Call:
 
 current_call: ContextVar[Call | None] = ContextVar("durable_pydantic_ai_call", default=None)
 
-AgentWorkflow = WorkflowFunction[[Any, list[Any] | None], dict[str, Any]]
+AgentWorkflow = WorkflowFunction[[Any, list[Any] | None, dict[str, str] | None], dict[str, Any]]
 
 # Shared by every DurableAgent of one name: a Workflow refuses two workflow functions with
 # one name, and a DurableAgent built per request must find the runs of earlier ones. Nothing
@@ -66,7 +70,11 @@ def agent_workflow(wf: Workflow, agent: DurableAgent[Any, Any]) -> AgentWorkflow
         return flow
     wf_ref = ref(wf)
 
-    async def run_agent(prompt: Any, message_history: list[Any] | None) -> dict[str, Any]:
+    # ``options``: {option: digest} (identity.run_options), for the identity check only;
+    # None in runs recorded before it was an input.
+    async def run_agent(
+        prompt: Any, message_history: list[Any] | None, options: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         call = current_call.get()
         if call is None:  # restarted by the engine from the run's stored inputs
             call = Call(_latest_agent(wf_ref, name), *decode_inputs(prompt, message_history))
@@ -119,3 +127,21 @@ def decode_inputs(
         else ModelMessagesTypeAdapter.validate_json(json.dumps(message_history))
     )
     return _prompt_adapter.validate_json(json.dumps(prompt)), history
+
+
+def differing_inputs(
+    recorded: Any, prompt: Any, message_history: list[Any] | None, options: dict[str, str]
+) -> list[str] | None:
+    """Which of a call's agent inputs differ from a run's stored ``recorded`` inputs
+    (``[]``: none), or None when the stored inputs do not tell."""
+    if not isinstance(recorded, dict):
+        return None
+    stored = typing.cast("dict[str, Any]", recorded)
+    names: list[str] = []
+    if stored.get("prompt") != prompt:
+        names.append("prompt")
+    if stored.get("message_history") != message_history:
+        names.append("message_history")
+    old: dict[str, str] = stored.get("options") or {}
+    names.extend(name for name in sorted({*old, *options}) if old.get(name) != options.get(name))
+    return names
