@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import DurableError, UnsupportedOperation
+from .errors import DurableError, RunFailedError, UnsupportedOperation
 from .owners import owner_is_dead
 from .records import RunRecord, RunStatus, lease_is_live, storable_text
 from .runner import RunExecutor
@@ -129,10 +129,17 @@ class RunManager:
         return task
 
     async def recover(self) -> list[str]:
-        """Resume every orphaned run and wait for them; return their run ids."""
+        """Resume every orphaned run and wait for them; return the ids of those resumed.
+        A run that recovery dead-lettered instead (a take-over too many, see
+        ``max_recoveries``) was not resumed, and is not among them."""
         started = await self._recover_orphans()
         await asyncio.gather(*started.values(), return_exceptions=True)
-        return list(started)
+        store = await self._executor.ready_store()
+        return [
+            run_id
+            for run_id, task in started.items()
+            if not await _dead_lettered(store, run_id, task)
+        ]
 
     async def _recover_orphans(self) -> dict[str, asyncio.Task[Any]]:
         started: dict[str, asyncio.Task[Any]] = {}
@@ -257,6 +264,15 @@ async def listing_or_empty(listing: Any) -> Sequence[Any]:
     except UnsupportedOperation:
         return ()
     return result
+
+
+async def _dead_lettered(store: Store, run_id: str, task: asyncio.Task[Any]) -> bool:
+    """Whether a recovery ended the run as ``dead`` rather than resuming it: refused
+    with RunFailedError, and dead on record."""
+    if task.cancelled() or not isinstance(task.exception(), RunFailedError):
+        return False
+    record = await store.get_run(run_id)
+    return record is not None and record.status == "dead"
 
 
 def _log_outcome(task: asyncio.Task[Any]) -> None:

@@ -349,7 +349,9 @@ class Workflow:
     async def recover(self) -> list[str]:
         """Resume every run of this Workflow's workflows whose owner is gone (a dead
         process, or a lease that expired), from its stored inputs; wait for them to
-        end and return their run ids. Their outcomes are in their records."""
+        end and return the ids of those resumed (a run dead-lettered instead, for too many
+        take-overs without progress, is not among them). Their outcomes are in their
+        records."""
         return await self._runs.recover()
 
     def worker(self, *, poll: float = 5.0) -> contextlib.AbstractAsyncContextManager[None]:
