@@ -51,6 +51,7 @@ from .flows import WorkflowFunction
 from .memory import InMemoryStore
 from .plugins import register_store
 from .settings import SettingError, SettingTypeError
+from .steps import RetryPolicy, StepRunner, run_step
 from .store import RunClaim, RunRecord, RunStatus, SignalRecord, StepRecord, Store
 from .task import Task
 from .workflow import Workflow
@@ -120,6 +121,7 @@ __all__ = [
     "PluginLoadError",
     "RecursiveRunError",
     "RetriesExhaustedError",
+    "RetryPolicy",
     "RunCancelledError",
     "RunClaim",
     "RunConflictError",
@@ -135,6 +137,7 @@ __all__ = [
     "SignalTimeoutError",
     "StepIdConflictError",
     "StepRecord",
+    "StepRunner",
     "Store",
     "StoreError",
     "StoreGuaranteeWarning",
@@ -149,4 +152,5 @@ __all__ = [
     "exponential",
     "linear",
     "register_store",
+    "run_step",
 ]

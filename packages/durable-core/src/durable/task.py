@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .backoff import BackoffStrategy
 from .context import RESERVED_PREFIX, RunContext, active_run
-from .errors import (
-    DurableError,
-    LeaseLostError,
-    RetriesExhaustedError,
-    SerializationError,
-    StepIdConflictError,
-)
-from .faults import fault_point
+from .errors import DurableError, SerializationError, StepIdConflictError
 from .lossy import lossy_note
 from .serialization import Unserializable, encoder, rebuilder, return_annotation, to_json
 from .settings import callable_setting, non_negative_int
-from .turns import line_to_wait_in
+from .steps import RetryPolicy, StepRunner
 
 log = logging.getLogger("durable")
 
@@ -32,14 +23,17 @@ R = TypeVar("R")
 _UNRESOLVED: Any = object()
 
 
-class Task(Generic[P, R]):
+class Task(StepRunner, Generic[P, R]):
     """A durable task. Await it like the function it wraps.
 
     Inside a workflow its result is checkpointed under a step id (``step_id=`` when
     given, else the task name, then ``name#1`` ...); a step already checkpointed for
     the run is replayed from the store instead of executed. Outside a workflow it is
-    a plain call: no store, no retries.
+    a plain call: no store, no retries. Its steps run through the step engine
+    (:class:`durable.steps.StepRunner`).
     """
+
+    kind = "task"
 
     def __init__(
         self,
@@ -57,15 +51,29 @@ class Task(Generic[P, R]):
                 f"{RESERVED_PREFIX!r} are reserved for durable's own steps"
             )
         self.fn = fn
-        self.name = name
-        self.retries = non_negative_int(f"task {name!r}: retries", retries)
-        self.backoff = callable_setting(f"task {name!r}: backoff", backoff)
         self.retry_on = retry_on
         self.no_retry_on = no_retry_on
         self._return_type: Any = _UNRESOLVED
         self._encoder: Callable[[Any], Any] = to_json
         self._decoder: Callable[[Any], Any] | None = None  # made on the first replay
+        super().__init__(
+            name,
+            RetryPolicy(
+                retries=non_negative_int(f"task {name!r}: retries", retries),
+                backoff=callable_setting(f"task {name!r}: backoff", backoff),
+                # Not a bound method: a task and its policy would make a reference cycle.
+                retryable=functools.partial(_retryable, retry_on, no_retry_on),
+            ),
+        )
         functools.update_wrapper(self, fn)
+
+    @property
+    def retries(self) -> int:
+        return self.policy.retries
+
+    @property
+    def backoff(self) -> BackoffStrategy:
+        return self.policy.backoff
 
     # The step_id keyword cannot be added to a ParamSpec signature, so the call is
     # typed twice: the wrapped signature exactly, or any arguments with a step id.
@@ -93,7 +101,7 @@ class Task(Generic[P, R]):
                 sid = step_id
         except DurableError as exc:
             return _raising(exc)  # raised where it is awaited, like any other failure
-        return self._call(ctx, sid, args, kwargs)
+        return self.execute(ctx, sid, self.fn, args, kwargs)  # the step's one coroutine
 
     async def _call_later(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str | None
@@ -109,93 +117,11 @@ class Task(Generic[P, R]):
         ctx.take_step_id(step_id, self.name, explicit=True)
         return step_id
 
-    async def _call(
+    def _call(
         self, ctx: RunContext, sid: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
-        # Every step passes here, and every suspension of its body passes through each
-        # coroutine between the workflow and the body: so this is one coroutine, and the
-        # context's checks that need no await are made here without making one.
-        if ctx.lease_lost:
-            raise LeaseLostError(
-                f"run {ctx.run_id!r} was taken over by another owner; "
-                f"task {self.name!r} was not started here"
-            )
-        loop = asyncio.get_running_loop()
-        loaded = ctx.loaded_steps
-        if loaded is None:
-            found, value = await ctx.completed_step(sid)  # reads the store as the engine
-        else:
-            found = sid in loaded
-            value = loaded[sid] if found else None
-        if (line := line_to_wait_in(loop)) is not None:
-            await line.wait()  # a step that never waits must not keep the loop
-        if found:
-            log.debug("replayed %s (step %s, run %s)", self.name, sid, ctx.run_id)
-            return self._rebuild(value, ctx, sid)
-        ctx.raise_if_cancelled()
-        if ctx.lease_needs_confirming():
-            await ctx.confirm_lease_if_stale()  # a frozen owner must not run another body
-        # Tasks the engine and the store create from here on are not the run's branches
-        # (an inlined engine_section); the body gets a scope of its own.
-        scope = ctx.scope_here(asyncio.current_task(loop))
-        spawn = None
-        if scope is not None:
-            spawn, scope.spawn = scope.spawn, None
-        try:
-            attempt = (await ctx.attempts_before(sid) if ctx.recovered else 0) + 1
-            if attempt > self.retries + 1:
-                await ctx.record_attempt(sid, 0, "retries exhausted")
-                raise RetriesExhaustedError(
-                    f"task {self.name!r} (step {sid!r}) in run {ctx.run_id!r} used all its "
-                    f"{self.retries + 1} attempts before the process restarted"
-                )
-            while True:
-                if scope is not None:
-                    scope.enter_step_body(sid)
-                try:
-                    result = await self.fn(*args, **kwargs)
-                except BaseException as exc:
-                    if scope is not None:
-                        ctx.leave_step_body(scope, failed=True)
-                    if not isinstance(exc, Exception) or not await self._retry_after(
-                        ctx, sid, attempt, exc
-                    ):
-                        raise
-                    attempt += 1
-                    continue
-                if scope is not None:
-                    ctx.leave_step_body(scope, failed=False)
-                value = self._encode(result, ctx, sid)
-                fault_point("before-checkpoint", sid)
-                await ctx.record_step(sid, value, attempt)
-                fault_point("after-checkpoint", sid)
-                log.debug("completed %s (step %s, run %s)", self.name, sid, ctx.run_id)
-                return result
-        finally:
-            if scope is not None:
-                scope.spawn = spawn
-
-    async def _retry_after(self, ctx: RunContext, sid: str, attempt: int, exc: Exception) -> bool:
-        """After attempt ``attempt`` failed with ``exc``: False if that failure is final,
-        else True once the backoff has passed (the attempt is on record meanwhile)."""
-        if attempt > self.retries or not self._retryable(exc):
-            if attempt > 1:  # the failure is final: a resumed run starts afresh
-                await ctx.record_attempt(sid, 0, repr(exc))
-            return False
-        delay = self.backoff(attempt - 1)
-        log.warning(
-            "task %s (step %s, run %s) failed on attempt %d/%d: %r; retrying in %.3gs",
-            self.name, sid, ctx.run_id, attempt, self.retries + 1, exc, delay,
-        )  # fmt: skip
-        # Kept in the store, so a restart during the backoff does not reset it.
-        await ctx.record_attempt(sid, attempt, repr(exc))
-        await ctx.pause_until(time.time() + delay)  # a cancellation cuts it short
-        return True
-
-    def _retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, DurableError):  # the engine's own verdicts are final
-            return False
-        return isinstance(exc, self.retry_on) and not isinstance(exc, self.no_retry_on)
+    ) -> Coroutine[Any, Any, R]:
+        # The step engine's coroutine itself: no coroutine of the task's own in between.
+        return self.execute(ctx, sid, self.fn, args, kwargs)
 
     def _annotation(self) -> Any:
         """The return annotation, resolved on first use (forward references allowed)."""
@@ -204,7 +130,7 @@ class Task(Generic[P, R]):
             self._encoder = encoder(self._return_type)
         return self._return_type
 
-    def _encode(self, result: R, ctx: RunContext, sid: str) -> Any:
+    def encode(self, result: R, ctx: RunContext, sid: str) -> Any:
         if self._return_type is _UNRESOLVED:
             self._annotation()
         if log.isEnabledFor(logging.DEBUG) and (note := lossy_note(result, self._return_type)):
@@ -219,7 +145,7 @@ class Task(Generic[P, R]):
                 "datetime, a UUID or a Decimal"
             ) from None
 
-    def _rebuild(self, value: Any, ctx: RunContext, sid: str) -> R:
+    def rebuild(self, value: Any, ctx: RunContext, sid: str) -> R:
         if self._return_type is _UNRESOLVED:
             self._annotation()
         try:
@@ -237,6 +163,14 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<durable task {self.name!r} retries={self.retries}>"
+
+
+def _retryable(
+    retry_on: tuple[type[BaseException], ...],
+    no_retry_on: tuple[type[BaseException], ...],
+    exc: Exception,
+) -> bool:
+    return isinstance(exc, retry_on) and not isinstance(exc, no_retry_on)
 
 
 async def _raising(exc: BaseException) -> Any:

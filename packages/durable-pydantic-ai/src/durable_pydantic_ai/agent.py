@@ -29,13 +29,14 @@ from pydantic_ai.toolsets import AbstractToolset, FunctionToolset
 from pydantic_ai.usage import RunUsage
 
 from durable import InputsConflictError, RunContext, Workflow, current_run
+from durable.steps import run_step
 
 from .backend import reserve, reserved
 from .capability import WorkflowDurability
 from .config import DEFAULT_MODEL_CONFIG, DEFAULT_TOOL_CONFIG, TaskConfig, resolve
 from .identity import run_options
 from .runs import Call, Prompt, agent_workflow, current_call, differing_inputs, encode_inputs
-from .steps import StreamingNotSupportedError, active_run, checkpointed, rebuilding
+from .steps import StreamingNotSupportedError, active_run, executable, rebuilding
 
 
 class DurableAgent(Generic[AgentDepsT, OutputDataT]):
@@ -281,7 +282,9 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
             return adapter.dump_python(await call(), mode="json")
 
         sid = step_id if step_id is not None else run.next_step_id(f"{self.name}.tool_call")
-        payload = await checkpointed(run, sid, call_as_json, self.tool_config)
+        payload = await run_step(
+            run, sid, executable(run, sid, call_as_json), self.tool_config.policy
+        )
         return adapter.validate_python(payload)
 
     def _function_tool(self, tool_name: str) -> Tool[Any]:

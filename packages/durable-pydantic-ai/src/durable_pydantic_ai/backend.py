@@ -3,7 +3,7 @@
 pydantic-ai's ``BaseDurabilityCapability`` turns every model request, tool call, MCP call and
 event-handler call of an agent run into a *durable operation* and hands it to a backend.
 :class:`WorkflowOperationBackend` is ours: it names the operation's step and runs it through
-:func:`~durable_pydantic_ai.steps.checkpointed`.
+core's step engine, :func:`durable.steps.run_step`.
 
 Step ids are persisted data, stable across releases, and unique within a workflow run::
 
@@ -43,6 +43,7 @@ from pydantic_ai.exceptions import UserError
 
 from durable import RunContext as DurableRunContext
 from durable.scopes import Scope
+from durable.steps import run_step
 
 from .config import (
     DEFAULT_EVENT_CONFIG,
@@ -52,7 +53,7 @@ from .config import (
     TaskConfig,
     resolve,
 )
-from .steps import active_run, checkpointed
+from .steps import active_run, executable
 
 #: The tool metadata key for per-tool settings: ``metadata={"durable": TaskConfig(retries=5)}``,
 #: or ``{"durable": False}`` to run a tool without a checkpoint of its own.
@@ -262,7 +263,7 @@ class WorkflowOperationBackend(CallableOperationBackend[ResolvedTaskConfig]):
         if run is None:  # not reached through the capability, which checks first
             return await body()
         step_id = next_unit_id(run, step_base(operation_id, name, self.agent_name))
-        return await checkpointed(run, step_id, body, config)
+        return await run_step(run, step_id, executable(run, step_id, body), config.policy)
 
 
 def _tool_config(

@@ -42,6 +42,7 @@ from pydantic_ai.tools import AgentDepsT, RunContext, ToolDefinition
 from durable import NonDeterminismError, SerializationError
 from durable import RunContext as DurableRunContext
 from durable.scopes import Scope
+from durable.steps import run_step
 
 from .backend import (
     TOOL_METADATA_KEY,
@@ -53,7 +54,7 @@ from .backend import (
     tool_call_scope,
 )
 from .config import ResolvedTaskConfig, TaskConfig
-from .steps import active_run, checkpointed
+from .steps import active_run, executable
 
 
 def _unstorable(error: Exception) -> BaseException:
@@ -210,7 +211,7 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
 
         reservation = reservation_here(run, self.name, run_id)
         step_id = run.next_step_id(f"{reservation.scope}.started_at", reservation.counters)
-        started = await checkpointed(run, step_id, now, _RECORD_ONCE)
+        started = await run_step(run, step_id, executable(run, step_id, now), _RECORD_ONCE.policy)
         return dt.datetime.fromisoformat(started)
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic_ai.exceptions import ModelHTTPError, UnexpectedModelBehavior, UserError
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelHTTPError,
+    UnexpectedModelBehavior,
+    UserError,
+)
 
 from durable import SerializationError
 from durable.backoff import BackoffStrategy, exponential
+from durable.steps import RetryPolicy
 
 #: HTTP statuses below 500 that a later attempt can still fix: a timeout and rate limiting.
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
@@ -29,7 +37,10 @@ class TaskConfig:
     ``exponential(base=2, max=60)``, tool calls 2 times with ``exponential(base=2, max=30)``.
     ``non_retryable`` names more exception classes that fail the step at once, on top of
     :data:`NON_RETRYABLE_ERRORS` and ``ModelHTTPError`` with a 4xx status other than 408
-    and 429, which never retry.
+    and 429, which never retry. ``timeout`` limits each attempt to that many seconds (an
+    attempt that takes longer fails with ``TimeoutError``, and is retried); None: no limit.
+    A model error that says how long to wait (``ModelAPIError.retry_after``, from a
+    ``Retry-After`` header) sets the next wait, capped by the backoff's ``max``.
 
         DurableAgent(
             agent,
@@ -42,6 +53,7 @@ class TaskConfig:
     retries: int | None = None
     backoff: BackoffStrategy | None = None
     non_retryable: tuple[type[BaseException], ...] = field(default=(), kw_only=True)
+    timeout: float | None = field(default=None, kw_only=True)
 
     def merged_over(self, default: ResolvedTaskConfig) -> ResolvedTaskConfig:
         """This config with its unset fields taken from ``default``."""
@@ -49,6 +61,7 @@ class TaskConfig:
             retries=default.retries if self.retries is None else self.retries,
             backoff=default.backoff if self.backoff is None else self.backoff,
             non_retryable=(*default.non_retryable, *self.non_retryable),
+            timeout=default.timeout if self.timeout is None else self.timeout,
         )
 
 
@@ -59,17 +72,44 @@ class ResolvedTaskConfig:
     retries: int
     backoff: BackoffStrategy
     non_retryable: tuple[type[BaseException], ...] = ()
+    timeout: float | None = None
+    #: What core's step engine runs the step with (:func:`durable.steps.run_step`).
+    policy: RetryPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        policy = RetryPolicy(
+            retries=self.retries,
+            backoff=self.backoff,
+            # Not a bound method: the config and its policy would make a reference cycle.
+            retryable=functools.partial(_is_retryable, self.non_retryable),
+            retry_after=_retry_after,
+            timeout=self.timeout,
+        )
+        object.__setattr__(self, "policy", policy)
 
     def is_retryable(self, error: BaseException) -> bool:
         """Whether another attempt could succeed where this one raised ``error``."""
-        if not isinstance(error, Exception):
-            return False  # cancellation, KeyboardInterrupt, SystemExit: never retried
-        if isinstance(error, NON_RETRYABLE_ERRORS + self.non_retryable):
-            return False
-        if isinstance(error, ModelHTTPError):
-            status = error.status_code
-            return not (400 <= status < 500) or status in RETRYABLE_CLIENT_STATUSES
-        return True
+        return _is_retryable(self.non_retryable, error)
+
+
+def _is_retryable(non_retryable: tuple[type[BaseException], ...], error: BaseException) -> bool:
+    if not isinstance(error, Exception):
+        return False  # cancellation, KeyboardInterrupt, SystemExit: never retried
+    if isinstance(error, NON_RETRYABLE_ERRORS + non_retryable):
+        return False
+    if isinstance(error, ModelHTTPError):
+        status = error.status_code
+        return not (400 <= status < 500) or status in RETRYABLE_CLIENT_STATUSES
+    return True
+
+
+def _retry_after(error: BaseException) -> float | None:
+    """The wait a model error asks for (its ``Retry-After``), if it says."""
+    if isinstance(error, ModelAPIError):
+        wait: Any = getattr(error, "retry_after", None)
+        if isinstance(wait, int | float) and not isinstance(wait, bool):
+            return float(wait)
+    return None
 
 
 DEFAULT_MODEL_CONFIG = ResolvedTaskConfig(retries=3, backoff=exponential(base=2, max=60))
