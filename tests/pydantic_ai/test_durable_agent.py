@@ -176,7 +176,9 @@ async def test_events_reach_a_handler_per_step(wf: Workflow, tool_loop: ToolLoop
         return stream
 
     calls: list[int] = []
-    agent = DurableAgent(Agent(FunctionModel(stream_function=stream_turns(calls))), wf)
+    agent = DurableAgent(
+        Agent(FunctionModel(stream_function=stream_turns(calls)), name="streamer"), wf
+    )
     result = await agent.run("go", event_stream_handler=handler)
     assert result.output == "streamed answer"
     assert "part_start" in events

@@ -2,7 +2,22 @@
 
 from typing import Any
 
-_NAMES = ("DurableAgent", "TaskConfig", "durable_tool", "durable_pipeline")
+# durable_pydantic_ai's public names (its __all__), so either import path gives them all.
+_NAMES = frozenset(
+    {
+        "NON_RETRYABLE_ERRORS",
+        "TOOL_METADATA_KEY",
+        "DurableAgent",
+        "DurableTool",
+        "StepNotRecordedError",
+        "StreamingNotSupportedError",
+        "TaskConfig",
+        "WorkflowDurability",
+        "WorkflowOperationBackend",
+        "durable_pipeline",
+        "durable_tool",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -11,3 +26,7 @@ def __getattr__(name: str) -> Any:
     from . import import_plugin_attr
 
     return import_plugin_attr(name, "durable_pydantic_ai", "python-durable[pydantic-ai]")
+
+
+def __dir__() -> list[str]:
+    return sorted(_NAMES)

@@ -20,6 +20,7 @@ from typing import Any, Generic, cast
 
 from pydantic import TypeAdapter
 from pydantic_ai.agent import AbstractAgent
+from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.output import OutputDataT
 from pydantic_ai.run import AgentRunResult
@@ -46,8 +47,9 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         agent: The agent. It is used as is; the durability capability is added per run
             (unless the agent already carries a :class:`WorkflowDurability`).
         wf: The workflow whose store keeps the checkpoints.
-        name: Names the workflow (``{name}.run``) and the steps; defaults to ``agent.name``,
-            then ``"agent"``. Keep it stable: runs in flight find their steps by it.
+        name: Names the workflow (``{name}.run``) and the steps; defaults to ``agent.name``.
+            One of them is required to run (a ``UserError`` says so), as pydantic-ai's own
+            durable engines require. Keep it stable: runs in flight find their steps by it.
         model_task_config: Retries and backoff of model requests.
         tool_task_config: Retries and backoff of tool calls.
     """
@@ -64,6 +66,9 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         self.agent = agent
         self.wf = wf
         self.name: str = name or agent.name or "agent"
+        #: Whether the agent was given a name: unnamed agents would all share the steps of
+        #: the workflow ``agent.run``, so they are refused when they run (require_name).
+        self._named = bool(name or agent.name)
         self.model_config = resolve(model_task_config, DEFAULT_MODEL_CONFIG)
         self.tool_config = resolve(tool_task_config, DEFAULT_TOOL_CONFIG)
         attached = WorkflowDurability[AgentDepsT].from_agent(agent)
@@ -105,6 +110,7 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         ``model_settings`` ...) are the run's inputs: the run id called with other ones
         raises :class:`~durable.InputsConflictError` before anything runs.
         """
+        self.require_name("run")
         if run_id is None and current_run() is not None:
             return await self.run_agent(prompt, deps, message_history, None, kwargs)
         rid = run_id if run_id is not None else self.new_run_id()
@@ -186,6 +192,108 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
             "on an agent with the WorkflowDurability capability (events arrive per checkpoint)."
         )
 
+    def require_name(self, method: str) -> None:
+        """Raise pydantic-ai's ``UserError`` if the agent has no name: its durable run
+        would share the workflow and the steps of every other unnamed agent."""
+        if self._named:
+            return
+        raise UserError(
+            f"DurableAgent.{method}(): the agent needs a unique `name` to run durably: "
+            'pass Agent(..., name="support") or DurableAgent(agent, wf, name="support"). '
+            f"It names the workflow ({{name}}.run) and the steps; without one every unnamed "
+            f"agent would share the workflow {self._flow.workflow_id!r} and each other's "
+            "checkpoints. Keep it stable: runs in flight find their steps by it"
+        )
+
+    # -- AbstractAgent's other members ----------------------------------------------------------
+
+    @property
+    def model(self) -> Any:
+        """The wrapped agent's model."""
+        return self.agent.model
+
+    @property
+    def deps_type(self) -> type[Any]:
+        return self.agent.deps_type
+
+    @property
+    def output_type(self) -> Any:
+        return self.agent.output_type
+
+    @property
+    def description(self) -> str | None:
+        return self.agent.description
+
+    @property
+    def event_stream_handler(self) -> Any:
+        return self.agent.event_stream_handler
+
+    @property
+    def toolsets(self) -> Sequence[AbstractToolset[AgentDepsT]]:
+        return self.agent.toolsets
+
+    @property
+    def root_capability(self) -> Any:
+        return self.agent.root_capability
+
+    def output_json_schema(self, *args: Any, **kwargs: Any) -> Any:
+        return self.agent.output_json_schema(*args, **kwargs)
+
+    def system_prompt_parts(self, **kwargs: Any) -> Any:
+        return self.agent.system_prompt_parts(**kwargs)
+
+    def override(self, **kwargs: Any) -> Any:
+        """The wrapped agent's ``override()`` (a context manager), e.g. to swap the model
+        in a test. What it overrides is not an input of the run id: a run resumed or replayed
+        under another override is not told apart from the original."""
+        return self.agent.override(**kwargs)
+
+    def iter(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        """Not supported: the graph would be driven outside the workflow run."""
+        raise StreamingNotSupportedError(
+            "DurableAgent.iter() is not supported: the agent graph would be driven outside "
+            "the workflow run, so its nodes could not be checkpointed. Use run(...) (with "
+            "event_stream_handler=handler for events), or call agent.iter() inside your own "
+            "@wf.workflow on an agent with the WorkflowDurability capability."
+        )
+
+    def run_stream_events(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        """Not supported: the events would be consumed outside the workflow run."""
+        raise StreamingNotSupportedError(
+            "DurableAgent.run_stream_events() is not supported: the events would be consumed "
+            "outside the workflow run, where nothing is checkpointed. Use "
+            "run(..., event_stream_handler=handler) to receive each step's events as the step "
+            "completes, or agent.run_stream_events() inside your own @wf.workflow on an agent "
+            "with the WorkflowDurability capability."
+        )
+
+    def run_stream_sync(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        """Not supported, as :meth:`run_stream`."""
+        raise StreamingNotSupportedError(
+            "DurableAgent.run_stream_sync() is not supported: the stream would be consumed "
+            "outside the workflow run. Use run_sync(..., event_stream_handler=handler), or "
+            "agent.run_stream() inside your own @wf.workflow on an agent with the "
+            "WorkflowDurability capability."
+        )
+
+    def _not_supported(self, method: str, instead: str) -> typing.NoReturn:
+        raise NotImplementedError(
+            f"DurableAgent.{method}() is not supported: it would run the agent outside a "
+            f"workflow run, with nothing checkpointed. {instead}"
+        )
+
+    def realtime(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        """Not supported: a realtime session is not a sequence of checkpointable steps."""
+        self._not_supported("realtime", "Use durable_agent.agent.realtime(...) (not durable).")
+
+    def to_cli(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        """Not supported: the CLI drives its own runs of the agent."""
+        self._not_supported("to_cli", "Use durable_agent.agent.to_cli() (not durable).")
+
+    def to_cli_sync(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        """Not supported: the CLI drives its own runs of the agent."""
+        self._not_supported("to_cli_sync", "Use durable_agent.agent.to_cli_sync() (not durable).")
+
     def new_run_id(self) -> str:
         """A fresh, unique run id (what :meth:`run` uses when given none)."""
         return f"{self.name}-{uuid.uuid4().hex}"
@@ -204,6 +312,8 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         if self._capability is not None:
             capabilities.append(self._capability)
         run = active_run()
+        if run is not None:
+            self.require_name("run")
         if run is None:
             return await self.agent.run(
                 prompt,
@@ -277,6 +387,8 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         run = active_run()
         if run is None:
             return await call()
+        if step_id is None:
+            self.require_name("tool")
 
         async def call_as_json() -> Any:
             return adapter.dump_python(await call(), mode="json")

@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_ai import exceptions as _exceptions
 from pydantic_ai.exceptions import (
     ModelAPIError,
     ModelHTTPError,
@@ -20,12 +21,28 @@ from durable.steps import RetryPolicy
 #: HTTP statuses below 500 that a later attempt can still fix: a timeout and rate limiting.
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 
-#: Errors a retry cannot fix: a misconfigured agent, a model that broke the protocol, a value
-#: that has no JSON form. Subclasses count too.
+
+def _pydantic_ai_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """pydantic-ai's error classes of these names that this version has (its error
+    categories, ``ModelQuotaExceededError`` ..., are newer than 2.36)."""
+    found: list[type[BaseException]] = []
+    for name in names:
+        error: object = getattr(_exceptions, name, None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            found.append(error)
+    return tuple(found)
+
+
+#: Errors a retry cannot fix, whatever their HTTP status: a misconfigured agent, a model that
+#: broke the protocol (``ContentFilterError`` is one), a value that has no JSON form, an
+#: exhausted quota or billing (``ModelQuotaExceededError``, even as a 429), and a request the
+#: provider rejected as such (``ModelRequestRejectedError``: invalid request, authentication,
+#: model not found, context window exceeded). Subclasses count too.
 NON_RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     UserError,
     UnexpectedModelBehavior,
     SerializationError,
+    *_pydantic_ai_errors("ModelQuotaExceededError", "ModelRequestRejectedError"),
 )
 
 
