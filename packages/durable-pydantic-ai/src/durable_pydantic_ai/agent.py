@@ -38,6 +38,7 @@ from .config import DEFAULT_MODEL_CONFIG, DEFAULT_TOOL_CONFIG, TaskConfig, resol
 from .identity import run_options
 from .runs import Call, Prompt, agent_workflow, current_call, differing_inputs, encode_inputs
 from .steps import StreamingNotSupportedError, active_run, executable, rebuilding
+from .toolsets import refuse_unnamed_leaves, unnamed_custom_leaves
 
 
 class DurableAgent(Generic[AgentDepsT, OutputDataT]):
@@ -111,6 +112,7 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         raises :class:`~durable.InputsConflictError` before anything runs.
         """
         self.require_name("run")
+        self.require_toolset_ids()
         if run_id is None and current_run() is not None:
             return await self.run_agent(prompt, deps, message_history, None, kwargs)
         rid = run_id if run_id is not None else self.new_run_id()
@@ -191,6 +193,13 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
             "completes, or call agent.run_stream() / agent.iter() inside your own @wf.workflow "
             "on an agent with the WorkflowDurability capability (events arrive per checkpoint)."
         )
+
+    def require_toolset_ids(self) -> None:
+        """Raise pydantic-ai's ``UserError`` if a custom leaf toolset of the agent has no
+        ``id``: inside a durable run its calls would have no step to be checkpointed in."""
+        unnamed = unnamed_custom_leaves(self.agent.toolsets)
+        if unnamed:
+            refuse_unnamed_leaves(unnamed)
 
     def require_name(self, method: str) -> None:
         """Raise pydantic-ai's ``UserError`` if the agent has no name: its durable run
@@ -314,6 +323,7 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
         run = active_run()
         if run is not None:
             self.require_name("run")
+            self.require_toolset_ids()
         if run is None:
             return await self.agent.run(
                 prompt,

@@ -38,6 +38,7 @@ from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import AgentDepsT, RunContext, ToolDefinition
+from pydantic_ai.toolsets import AbstractToolset, WrapperToolset
 
 from durable import NonDeterminismError, SerializationError
 from durable import RunContext as DurableRunContext
@@ -55,6 +56,7 @@ from .backend import (
 )
 from .config import ResolvedTaskConfig, TaskConfig
 from .steps import active_run, executable
+from .toolsets import as_dynamic_toolset, is_custom_leaf, refuse_unnamed_leaves
 
 
 def _unstorable(error: Exception) -> BaseException:
@@ -116,6 +118,9 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         self.model_task_config = model_task_config
         self.tool_task_config = tool_task_config
         self._backend: WorkflowOperationBackend | None = None
+        #: Labels of the agent's custom leaf toolsets without an ``id``, found when bound:
+        #: refused inside a workflow run (they would run with no checkpoint).
+        self._unnamed_leaves: list[str] = []
 
     @property
     def in_durable_context(self) -> bool:
@@ -132,6 +137,54 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
             )
         return backend
 
+    # -- custom leaf toolsets ------------------------------------------------------------------
+
+    def _bind_to_agent(self, agent: Any) -> None:
+        self._unnamed_leaves = []  # the bound copy's own (copy.copy shares the original's)
+        super()._bind_to_agent(agent)
+
+    def _wrap_leaf_toolset(
+        self, ts: AbstractToolset[AgentDepsT]
+    ) -> WrapperToolset[AgentDepsT] | None:
+        # pydantic-ai's dispatch reaches _wrap_other_leaf_toolset only when its MCP extra
+        # is installed (it returns None when `pydantic_ai.mcp` fails to import): custom
+        # leaves are taken here first.
+        if is_custom_leaf(ts):
+            return self._wrap_other_leaf_toolset(ts)
+        return super()._wrap_leaf_toolset(ts)
+
+    def _wrap_other_leaf_toolset(
+        self, ts: AbstractToolset[AgentDepsT]
+    ) -> WrapperToolset[AgentDepsT] | None:
+        # A leaf toolset other than function, MCP and dynamic (a user's AbstractToolset):
+        # its discovery and each tool call become steps, as a dynamic toolset's do
+        # ("{agent}.toolset:{id}.get_tools", "{agent}.tool_call:{tool}@{call id}").
+        if not is_custom_leaf(ts):
+            return None
+        if ts._explicit_id is None:  # pyright: ignore[reportPrivateUsage]
+            # Left as is, so the agent still runs outside a workflow; refused inside one.
+            self._unnamed_leaves.append(ts.label)
+            return None
+        wrapped = self._build_dynamic_toolset(as_dynamic_toolset(ts))
+        # The wrapper stands for ``ts`` itself: pydantic-ai swaps a leaf for the wrapper
+        # registered under its id only when ``wrapper.wrapped is`` that leaf. Outside a
+        # workflow the wrapper hands the run ``ts`` (``wrapped.for_run``); inside one its
+        # steps reach ``ts`` through the dynamic toolset built above.
+        wrapped.wrapped = ts
+        return wrapped
+
+    def refuse_unnamed_leaves(self) -> None:
+        """Inside a workflow run: raise pydantic-ai's ``UserError`` if the agent has a custom
+        leaf toolset without an ``id``, before anything runs."""
+        if self._unnamed_leaves and active_run() is not None:
+            refuse_unnamed_leaves(self._unnamed_leaves)
+
+    def get_wrapper_toolset(
+        self, toolset: AbstractToolset[AgentDepsT]
+    ) -> AbstractToolset[AgentDepsT] | None:
+        self.refuse_unnamed_leaves()
+        return super().get_wrapper_toolset(toolset)
+
     # -- hooks that give each unit a replay-stable step id ------------------------------------
 
     async def wrap_run(
@@ -140,6 +193,7 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         run = active_run()
         if run is None:
             return await super().wrap_run(ctx, handler=handler)
+        self.refuse_unnamed_leaves()
         # This hook runs in a task of pydantic-ai's, made when the run got here: the scope
         # was taken where the run was called, in program order (backend.Reservation).
         reservation = claim_reservation(run, self.name, ctx.run_id)
@@ -187,6 +241,7 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         run = active_run()
         if run is None:
             return None
+        self.refuse_unnamed_leaves()
         reservation = reservation_here(run, self.name, None)
         if reservation.agent_run_id is None:
             reservation.agent_run_id = f"{run.run_id}:{reservation.scope}"
@@ -205,6 +260,7 @@ class WorkflowDurability(BaseDurabilityCapability[AgentDepsT]):
         run = active_run()
         if run is None:
             return None
+        self.refuse_unnamed_leaves()
 
         async def now() -> str:
             return dt.datetime.now(dt.UTC).isoformat()
