@@ -32,7 +32,7 @@ import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from .errors import DurableError, PluginError, StoreError
 from .operations import cancel_run, run_with_history
@@ -84,7 +84,7 @@ def _run_command(args: argparse.Namespace) -> int:
     db: str = args.db
     try:
         store = resolve_store(db)  # refuses a bad URL (scheme, option) before any file
-        if args.inspects and (path := _sqlite_file(db)) is not None:
+        if args.inspects and (path := _sqlite_file(store)) is not None:
             if not os.path.exists(path):
                 _complain(f"no database at {mask_url(db)}")
                 return USAGE
@@ -117,17 +117,16 @@ async def _with_store(store: Store, command: Command, args: argparse.Namespace) 
         await store.close()
 
 
-def _sqlite_file(db: str) -> str | None:
-    """The file a SQLite ``--db`` names, as SQLiteStore.from_url reads it (None for
-    another store, or SQLite in memory)."""
-    match = _URL.match(db)
-    if match is None:
-        path = db  # a bare path means SQLite
-    elif match["scheme"].lower().split("+", 1)[0] != "sqlite":
+def _sqlite_file(store: Store) -> str | None:
+    """The file of the seed's SQLite store, as its URL resolved to it (None for another
+    store, or SQLite in memory)."""
+    try:
+        from . import SQLiteStore
+    except ImportError:  # durable-sqlite not installed: no store of --db is one
         return None
-    else:
-        path = unquote(urlsplit(db).path)
-        path = path[1:] if path.startswith("/") else path
+    if not isinstance(store, SQLiteStore):
+        return None
+    path: str = store.path
     return None if path in ("", ":memory:") else path
 
 

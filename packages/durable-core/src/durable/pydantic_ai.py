@@ -1,27 +1,14 @@
-"""The seed's import path ``durable.pydantic_ai``; the integration is durable-pydantic-ai."""
+"""The seed's import path ``durable.pydantic_ai``; the integration is durable-pydantic-ai.
+
+Every public name of ``durable_pydantic_ai`` comes through here, read from the package
+when asked for: core keeps no list of the integration's names.
+"""
 
 from typing import Any
 
-# durable_pydantic_ai's public names (its __all__), so either import path gives them all.
-_NAMES = frozenset(
-    {
-        "NON_RETRYABLE_ERRORS",
-        "TOOL_METADATA_KEY",
-        "DurableAgent",
-        "DurableTool",
-        "StepNotRecordedError",
-        "StreamingNotSupportedError",
-        "TaskConfig",
-        "WorkflowDurability",
-        "WorkflowOperationBackend",
-        "durable_pipeline",
-        "durable_tool",
-    }
-)
-
 
 def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
+    if name.startswith("_"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from . import import_plugin_attr
 
@@ -29,4 +16,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(_NAMES)
+    from .plugins import import_module
+
+    found, plugin = import_module("durable_pydantic_ai")
+    return sorted(getattr(plugin, "__all__", ())) if found else []

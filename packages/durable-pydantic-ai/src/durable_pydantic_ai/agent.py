@@ -259,30 +259,28 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
 
     def iter(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
         """Not supported: the graph would be driven outside the workflow run."""
-        raise StreamingNotSupportedError(
-            "DurableAgent.iter() is not supported: the agent graph would be driven outside "
-            "the workflow run, so its nodes could not be checkpointed. Use run(...) (with "
-            "event_stream_handler=handler for events), or call agent.iter() inside your own "
-            "@wf.workflow on an agent with the WorkflowDurability capability."
+        _no_stream(
+            "iter",
+            "the agent graph would be driven outside the workflow run, so its nodes could "
+            "not be checkpointed. Use run(...) (with event_stream_handler=handler for "
+            "events), or call agent.iter()",
         )
 
     def run_stream_events(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
         """Not supported: the events would be consumed outside the workflow run."""
-        raise StreamingNotSupportedError(
-            "DurableAgent.run_stream_events() is not supported: the events would be consumed "
-            "outside the workflow run, where nothing is checkpointed. Use "
-            "run(..., event_stream_handler=handler) to receive each step's events as the step "
-            "completes, or agent.run_stream_events() inside your own @wf.workflow on an agent "
-            "with the WorkflowDurability capability."
+        _no_stream(
+            "run_stream_events",
+            "the events would be consumed outside the workflow run, where nothing is "
+            "checkpointed. Use run(..., event_stream_handler=handler) to receive each "
+            "step's events as the step completes, or agent.run_stream_events()",
         )
 
     def run_stream_sync(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
         """Not supported, as :meth:`run_stream`."""
-        raise StreamingNotSupportedError(
-            "DurableAgent.run_stream_sync() is not supported: the stream would be consumed "
-            "outside the workflow run. Use run_sync(..., event_stream_handler=handler), or "
-            "agent.run_stream() inside your own @wf.workflow on an agent with the "
-            "WorkflowDurability capability."
+        _no_stream(
+            "run_stream_sync",
+            "the stream would be consumed outside the workflow run. Use "
+            "run_sync(..., event_stream_handler=handler), or agent.run_stream()",
         )
 
     def _not_supported(self, method: str, instead: str) -> typing.NoReturn:
@@ -439,3 +437,11 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
             f"<DurableAgent name={self.name!r} model_retries={self.model_config.retries} "
             f"tool_retries={self.tool_config.retries}>"
         )
+
+
+def _no_stream(method: str, why_and_instead: str) -> typing.NoReturn:
+    """Refuse a DurableAgent method that would run the agent outside the workflow run."""
+    raise StreamingNotSupportedError(
+        f"DurableAgent.{method}() is not supported: {why_and_instead} inside your own "
+        "@wf.workflow on an agent with the WorkflowDurability capability."
+    )
