@@ -126,3 +126,20 @@ async def test_override_delegates_to_the_wrapped_agent(wf: Workflow) -> None:
         result = await agent.run("go", run_id="override-1")
     assert result.output == "from the override"
     assert (await agent.run("go", run_id="override-2")).output == "no instructions"
+
+
+def test_a_member_a_later_pydantic_ai_adds_is_refused_when_called(
+    wf: Workflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pydantic-ai may add public AbstractAgent members (2.78 added compact_history): a
+    DurableAgent that does not know one yet has it, and refuses it with what to use."""
+
+    def added_later(self: Any) -> str:
+        return "ran outside any workflow"
+
+    monkeypatch.setattr(AbstractAgent, "added_later", added_later, raising=False)
+    agent = DurableAgent(Agent(FunctionModel(answer), name="surface"), wf)
+    assert hasattr(agent, "added_later")
+    with pytest.raises(NotImplementedError, match=r"durable_agent\.agent\.added_later"):
+        agent.added_later()
+    assert not hasattr(agent, "not_a_member")

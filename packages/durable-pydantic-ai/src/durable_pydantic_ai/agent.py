@@ -283,6 +283,22 @@ class DurableAgent(Generic[AgentDepsT, OutputDataT]):
             "run_sync(..., event_stream_handler=handler), or agent.run_stream()",
         )
 
+    def __getattr__(self, name: str) -> Any:
+        # Only for names the class lacks: a public member of pydantic-ai's AbstractAgent
+        # that a later pydantic-ai added and this DurableAgent does not know yet. Refused
+        # when called, with what to use instead: never run outside the workflow run.
+        if name.startswith("_") or not hasattr(AbstractAgent, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+        def refused(*args: Any, **kwargs: Any) -> typing.NoReturn:
+            self._not_supported(
+                name,
+                f"It came with a pydantic-ai newer than this durable-pydantic-ai knows. Use "
+                f"durable_agent.agent.{name}(...) (not durable).",
+            )
+
+        return refused
+
     def _not_supported(self, method: str, instead: str) -> typing.NoReturn:
         raise NotImplementedError(
             f"DurableAgent.{method}() is not supported: it would run the agent outside a "
